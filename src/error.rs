@@ -1,0 +1,298 @@
+//! The one error type of the crate, and the configuration error.
+
+use std::fmt;
+use std::panic::Location;
+use std::time::Duration;
+
+/// What went wrong, coarsely; match on it or use the `is_*()` predicates.
+///
+/// New kinds may be added in minor releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The call's deadline passed before it finished; see [`Error::phase`].
+    Timeout,
+    /// The job panicked; the panic message is in [`Error::panic_message`].
+    Panicked,
+    /// The pool had no room and the call asked to fail rather than wait.
+    Saturated,
+    /// The pool was shut down before the job could finish.
+    ShutDown,
+    /// The OS refused to start a thread and no existing thread could take
+    /// the job.
+    SpawnFailed,
+    /// A deadline was given but the future was polled outside a tokio
+    /// runtime, so nothing could enforce it.
+    NoRuntime,
+    /// A detached job returned an error of its own; see `source()`.
+    Job,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Panicked => "panicked",
+            ErrorKind::Saturated => "was refused: the pool is saturated",
+            ErrorKind::ShutDown => "was refused: the pool is shut down",
+            ErrorKind::SpawnFailed => "failed: the OS refused to start a pool thread",
+            ErrorKind::NoRuntime => {
+                "cannot enforce its deadline: polled outside a tokio runtime; await it inside one"
+            }
+            ErrorKind::Job => "failed",
+        }
+    }
+}
+
+/// Where a job was when its call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Waiting for room in a full queue: the job was never accepted.
+    WaitingForRoom,
+    /// Accepted and queued, not started: it was removed and will never run.
+    Queued,
+    /// Running on a pool thread: the thread was abandoned and the job's
+    /// context reports cancellation.
+    Running,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::WaitingForRoom => "waiting for room in the queue",
+            Phase::Queued => "queued",
+            Phase::Running => "running",
+        })
+    }
+}
+
+/// The error of every fallible call in colorseam.
+///
+/// It is opaque on purpose: ask it with the `is_*()` predicates, [`kind`],
+/// [`phase`], [`elapsed`], [`pool`] and [`location`]. Its `Display` is one
+/// lower-case line a person can act on, for example
+/// `offload timed out after 50.2ms while running in pool "vendor-sdk" (called at src/main.rs:12:5)`.
+///
+/// [`kind`]: Error::kind
+/// [`phase`]: Error::phase
+/// [`elapsed`]: Error::elapsed
+/// [`pool`]: Error::pool
+/// [`location`]: Error::location
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    pool: std::sync::Arc<str>,
+    location: &'static Location<'static>,
+    elapsed: Duration,
+    phase: Option<Phase>,
+    stuck_threads: usize,
+    panic_message: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        pool: std::sync::Arc<str>,
+        location: &'static Location<'static>,
+        elapsed: Duration,
+    ) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                pool,
+                location,
+                elapsed,
+                phase: None,
+                stuck_threads: 0,
+                panic_message: None,
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_phase(mut self, phase: Phase) -> Self {
+        self.inner.phase = Some(phase);
+        self
+    }
+
+    pub(crate) fn with_stuck_threads(mut self, stuck: usize) -> Self {
+        self.inner.stuck_threads = stuck;
+        self
+    }
+
+    pub(crate) fn with_panic_message(mut self, message: String) -> Self {
+        self.inner.panic_message = Some(message);
+        self
+    }
+
+    pub(crate) fn with_source(mut self, source: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        self.inner.source = Some(source);
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// True if the call's deadline passed (in any phase).
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// True if the job panicked.
+    pub fn is_panic(&self) -> bool {
+        self.inner.kind == ErrorKind::Panicked
+    }
+
+    /// True if the pool refused the call because it had no room.
+    pub fn is_saturated(&self) -> bool {
+        self.inner.kind == ErrorKind::Saturated
+    }
+
+    /// True if the pool was shut down before the job could finish.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.kind == ErrorKind::ShutDown
+    }
+
+    /// Where the job was when the call ended, if it got that far.
+    pub fn phase(&self) -> Option<Phase> {
+        self.inner.phase
+    }
+
+    /// Time from the call to the error.
+    pub fn elapsed(&self) -> Duration {
+        self.inner.elapsed
+    }
+
+    /// The name of the pool (or adapter) the call went to.
+    pub fn pool(&self) -> &str {
+        &self.inner.pool
+    }
+
+    /// The call site that made the call.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.inner.location
+    }
+
+    /// How many of the pool's threads were stuck in abandoned calls when this
+    /// error was made. Non-zero on saturation errors caused by hung work.
+    pub fn stuck_threads(&self) -> usize {
+        self.inner.stuck_threads
+    }
+
+    /// The panic's message, when the job panicked with a string payload.
+    pub fn panic_message(&self) -> Option<&str> {
+        self.inner.panic_message.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        write!(f, "offload {}", inner.kind.describe())?;
+        if let Some(message) = &inner.panic_message {
+            write!(f, " with `{}`", message.escape_debug())?;
+        }
+        if let Some(source) = &inner.source {
+            write!(f, ": {source}")?;
+        }
+        write!(f, " after {:.1?}", inner.elapsed)?;
+        if let Some(phase) = inner.phase {
+            write!(f, " while {phase}")?;
+        }
+        write!(f, " in pool {:?}", &*inner.pool)?;
+        if inner.stuck_threads > 0 {
+            write!(
+                f,
+                " ({} threads are stuck in abandoned calls)",
+                inner.stuck_threads
+            )?;
+        }
+        write!(f, " (called at {})", inner.location)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("Error")
+            .field("kind", &inner.kind)
+            .field("pool", &inner.pool)
+            .field("location", &format_args!("{}", inner.location))
+            .field("elapsed", &inner.elapsed)
+            .field("phase", &inner.phase)
+            .field("stuck_threads", &inner.stuck_threads)
+            .field("panic_message", &inner.panic_message)
+            .field("source", &inner.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A [`BlockingPool`](crate::BlockingPool) configuration that cannot work.
+///
+/// Returned by [`Builder::build`](crate::pool::Builder::build); nothing in
+/// the builder panics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_threads` was zero: no job could ever run.
+    #[error("max_threads must be at least 1 (got 0)")]
+    ZeroThreads,
+    /// `max_threads` above the supported ceiling.
+    #[error("max_threads must be at most {max} (got {got})")]
+    TooManyThreads {
+        /// The value given.
+        got: usize,
+        /// The ceiling.
+        max: usize,
+    },
+    /// `queue_capacity` was zero; use `reject_when_full` to refuse instead of wait.
+    #[error("queue_capacity must be at least 1 (got 0)")]
+    ZeroQueue,
+    /// `queue_capacity` above the supported ceiling.
+    #[error("queue_capacity must be at most {max} (got {got})")]
+    QueueTooLarge {
+        /// The value given.
+        got: usize,
+        /// The ceiling.
+        max: usize,
+    },
+    /// `max_abandoned` above the supported ceiling, which would let hung
+    /// calls pile up threads without a real bound.
+    #[error("max_abandoned must be at most {max} (got {got})")]
+    TooManyAbandoned {
+        /// The value given.
+        got: usize,
+        /// The ceiling.
+        max: usize,
+    },
+    /// `min_threads` above `max_threads`.
+    #[error("min_threads ({min}) must not exceed max_threads ({max})")]
+    MinAboveMax {
+        /// The floor given.
+        min: usize,
+        /// The ceiling given.
+        max: usize,
+    },
+    /// The pool name is empty or contains a NUL byte (it names OS threads).
+    #[error("pool name must be non-empty and contain no NUL byte (got {0:?})")]
+    BadName(String),
+    /// The default pool was already created, so its configuration is fixed.
+    #[error("the default pool is already running; configure it before its first use")]
+    DefaultAlreadySet,
+}

@@ -1,0 +1,72 @@
+//! Cross the seam between sync and async Rust without freezing a runtime,
+//! losing an error or leaking a thread.
+//!
+//! One blocking call inside async code freezes every task on its worker,
+//! health checks included, and nothing is logged. A `tokio::time::timeout`
+//! around blocking code does not fire until the blocking code returns. And
+//! "offload it to a thread", unbounded, turns one hung dependency into
+//! thousands of stuck threads. colorseam makes each of those impossible or
+//! loud.
+//!
+//! # Offload: sync work for async callers
+//!
+//! A [`BlockingPool`] runs closures on a bounded set of OS threads:
+//!
+//! - **Bounded.** At most `max_threads` jobs run and at most
+//!   `queue_capacity` wait. A full queue makes the caller wait for room
+//!   (counted against its deadline) or refuses it at once.
+//! - **Real timeouts.** A call's deadline covers queue wait and run time. At
+//!   the deadline the caller gets an error naming the phase, elapsed time,
+//!   pool and call site, whatever the sync code is doing.
+//! - **Cancellation that means something.** Queued work that times out or
+//!   whose future is dropped never runs. Running work cannot be killed, so it
+//!   is *abandoned*: [`job::current()`] tells it so, and its thread is
+//!   replaced, up to `max_abandoned`, so capacity survives a hung dependency
+//!   while the thread count stays bounded.
+//! - **Nothing silent.** Panics come back as errors; [`detach`ed](BlockingPool::detach)
+//!   failures go to an error sink; every call resolves exactly once; every
+//!   outcome is counted in [`BlockingPool::metrics`].
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // The default pool needs no set-up.
+//! let n = colorseam::offload(|| 6 * 7).await.unwrap();
+//! assert_eq!(n, 42);
+//!
+//! // A dependency that hangs releases its caller at the deadline.
+//! let err = colorseam::offload_timeout(
+//!     || std::thread::sleep(Duration::from_secs(30)),
+//!     Duration::from_millis(20),
+//! )
+//! .await
+//! .unwrap_err();
+//! assert!(err.is_timeout());
+//! println!("{err}"); // offload timed out after 20.3ms while running in pool "colorseam-default" (called at ...)
+//! # }
+//! ```
+//!
+//! # Caveats
+//!
+//! - Rust cannot stop a running thread. An abandoned job keeps its OS thread
+//!   until it returns; colorseam bounds how many such threads exist and makes
+//!   them visible, but only the job itself (checking [`job::current()`]) can
+//!   end early.
+//! - A call with a deadline uses tokio's timer, so it must be made inside a
+//!   tokio runtime with timers enabled.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod error;
+pub mod job;
+pub mod metrics;
+mod offload;
+pub mod pool;
+mod sync;
+
+pub use error::{ConfigError, Error, ErrorKind, Phase};
+pub use offload::{Batch, Offload, TryBatch, default_pool, offload, offload_timeout};
+pub use pool::BlockingPool;

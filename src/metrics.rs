@@ -1,0 +1,198 @@
+//! Plain snapshots of a pool's state, and the histogram behind them.
+//!
+//! Every figure is either a *gauge* (a value at the moment of the snapshot)
+//! or a *counter* (monotonic since the pool was built); each field says
+//! which. Snapshots are plain data: cheap to clone, print or export.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A snapshot of one pool, returned by
+/// [`BlockingPool::metrics`](crate::BlockingPool::metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolMetrics {
+    /// The pool's name.
+    pub name: String,
+    /// Threads, by what they are doing (gauges).
+    pub threads: ThreadMetrics,
+    /// Jobs accepted and waiting for a thread (gauge).
+    pub queue_depth: usize,
+    /// Jobs ended, by outcome (counters).
+    pub outcomes: OutcomeCounters,
+    /// Time jobs spent queued before a thread took them.
+    pub queue_wait: Latency,
+    /// Time jobs spent running, abandoned ones included once they return.
+    pub run_time: Latency,
+}
+
+/// The pool's OS threads at the moment of the snapshot (gauges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ThreadMetrics {
+    /// All OS threads the pool holds; never above `max_threads + max_abandoned`.
+    pub total: usize,
+    /// Threads waiting for work.
+    pub idle: usize,
+    /// Threads running a job some caller still waits for.
+    pub busy: usize,
+    /// Threads still running a job whose caller gave up (timed out, dropped
+    /// its future, or was released by shutdown).
+    pub abandoned: usize,
+    /// The most threads the pool ever held at once (a high-water mark).
+    pub peak: usize,
+}
+
+/// How calls ended, counted since the pool was built (counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OutcomeCounters {
+    /// Jobs that ran to completion and returned a value.
+    pub completed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Calls whose deadline passed before the job started (it never ran).
+    pub timed_out_queued: u64,
+    /// Calls whose deadline passed while the job ran (the job was abandoned).
+    pub timed_out_running: u64,
+    /// Calls dropped by their caller before the job started (it never ran).
+    pub cancelled_queued: u64,
+    /// Calls dropped by their caller while the job ran (it was abandoned).
+    pub cancelled_running: u64,
+    /// Calls refused because the pool had no room.
+    pub rejected: u64,
+    /// Calls ended by shutdown: refused, cancelled in the queue, or released
+    /// while running past the shutdown deadline.
+    pub shut_down: u64,
+    /// Detached jobs that failed (error, panic or cancellation), each also
+    /// sent to the pool's error sink.
+    pub detached_failures: u64,
+}
+
+/// Percentiles of a duration distribution, to about 12% precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Latency {
+    /// How many durations were recorded (counter).
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest recorded.
+    pub max: Duration,
+}
+
+const SUB_BUCKET_BITS: u32 = 3;
+const SUB_BUCKETS: usize = 1 << SUB_BUCKET_BITS;
+const BUCKETS: usize = 64 * SUB_BUCKETS;
+
+/// A lock-free log-linear histogram of nanosecond durations.
+///
+/// Recording is one relaxed `fetch_add` on a bucket plus one `fetch_max`,
+/// cheap enough for the offload hot path; reading walks the buckets.
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    max_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn new() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn record(&self, duration: Duration) {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
+        self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Latency {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let count: u64 = counts.iter().sum();
+        let max = Duration::from_nanos(self.max_nanos.load(Ordering::Relaxed));
+        let quantile = |q: f64| -> Duration {
+            if count == 0 {
+                return Duration::ZERO;
+            }
+            // Rank of the q-quantile, 1-based, rounded up.
+            let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (index, &c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return Duration::from_nanos(upper_bound_of(index)).min(max);
+                }
+            }
+            max
+        };
+        Latency {
+            count,
+            p50: quantile(0.50),
+            p90: quantile(0.90),
+            p99: quantile(0.99),
+            max,
+        }
+    }
+}
+
+fn bucket_of(nanos: u64) -> usize {
+    if nanos < SUB_BUCKETS as u64 {
+        return nanos as usize;
+    }
+    let octave = 63 - nanos.leading_zeros(); // >= SUB_BUCKET_BITS
+    let sub = (nanos >> (octave - SUB_BUCKET_BITS)) as usize & (SUB_BUCKETS - 1);
+    ((octave - SUB_BUCKET_BITS + 1) as usize) * SUB_BUCKETS + sub
+}
+
+fn upper_bound_of(index: usize) -> u64 {
+    if index < SUB_BUCKETS {
+        return index as u64;
+    }
+    let octave = (index / SUB_BUCKETS) as u32 + SUB_BUCKET_BITS - 1;
+    let sub = (index % SUB_BUCKETS) as u64;
+    let base = 1u64 << octave;
+    let width = base >> SUB_BUCKET_BITS;
+    base.saturating_add((sub + 1).saturating_mul(width)) - 1
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_bound_their_values() {
+        for nanos in (0..100_000u64).chain([u64::MAX / 2, u64::MAX]) {
+            let b = bucket_of(nanos);
+            assert!(b < BUCKETS);
+            assert!(upper_bound_of(b) >= nanos, "{nanos} -> bucket {b}");
+            if b > 0 {
+                assert!(upper_bound_of(b - 1) < nanos, "{nanos} -> bucket {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_land_within_one_bucket_of_the_truth() {
+        let h = Histogram::new();
+        for ms in 1..=100u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 100);
+        assert_eq!(s.max, Duration::from_millis(100));
+        let p50 = s.p50.as_secs_f64() * 1e3;
+        let p99 = s.p99.as_secs_f64() * 1e3;
+        assert!((50.0..=57.0).contains(&p50), "p50 {p50}");
+        assert!((99.0..=100.0).contains(&p99), "p99 {p99}");
+    }
+}

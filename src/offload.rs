@@ -1,0 +1,710 @@
+//! Running sync code for async callers: the [`Offload`] future, batches, and
+//! the default pool behind [`offload()`].
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, TryAcquireError};
+
+use crate::error::{ConfigError, Error, ErrorKind, Phase};
+use crate::pool::state::Status;
+use crate::pool::task::{BoxFn, CallSite, Job};
+use crate::pool::{BlockingPool, GiveUp, Inner};
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of one offloaded call; resolves exactly once.
+    ///
+    /// Returned by [`BlockingPool::offload`] and its family. The job is
+    /// submitted when the call is made, not when the future is first polled,
+    /// so its deadline runs from the call.
+    ///
+    /// # Errors
+    ///
+    /// Resolves to an [`Error`] when the deadline passes (in any phase), the
+    /// job panics, the pool refuses it (saturated or shut down), or no thread
+    /// could be started for it.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping it before it resolves cancels the call: a queued job is
+    /// removed and never runs; a running job is abandoned (its
+    /// [`JobContext`](crate::job::JobContext) reports cancellation and its
+    /// value is dropped on the pool thread).
+    ///
+    /// # Panics
+    ///
+    /// Polling after it has resolved panics. A call with a deadline must be
+    /// made inside a tokio runtime with timers enabled: outside any runtime
+    /// it resolves to an error ([`ErrorKind::NoRuntime`]), and inside a
+    /// runtime built without `enable_time` tokio's timer panics.
+    #[must_use = "an offload is submitted already; dropping this future cancels it"]
+    pub struct Offload<T>
+    where
+        T: Send,
+        T: 'static,
+    {
+        state: State<T>,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+
+    impl<T> PinnedDrop for Offload<T>
+    where
+        T: Send,
+        T: 'static,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let State::Submitted { job, pool } = this.state {
+                if matches!(job.core().status(), Status::Queued | Status::Running) {
+                    let _phase_or_finished = pool.give_up(job, GiveUp::Dropped);
+                }
+            }
+        }
+    }
+}
+
+enum State<T> {
+    WaitingForRoom {
+        job: Arc<Job<T>>,
+        pool: Arc<Inner>,
+        acquire: Acquire,
+    },
+    Submitted {
+        job: Arc<Job<T>>,
+        pool: Arc<Inner>,
+    },
+    Failed(Option<Error>),
+    Done,
+}
+
+impl<T: Send + 'static> Offload<T> {
+    pub(crate) fn start(
+        pool: &Arc<Inner>,
+        func: BoxFn<T>,
+        deadline: Option<Instant>,
+        reject_when_full: bool,
+        location: &'static Location<'static>,
+    ) -> Self {
+        let called_at = Instant::now();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let site = CallSite {
+            called_at,
+            deadline,
+            location,
+            runtime,
+        };
+        let job = Arc::new(Job::new(func, pool.name().clone(), site, false));
+        let sleep = match deadline {
+            None => None,
+            Some(_) if job.site.runtime.is_none() => {
+                return Offload {
+                    state: State::Failed(Some(job.error(ErrorKind::NoRuntime))),
+                    sleep: None,
+                };
+            }
+            Some(deadline) => Some(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline,
+            ))),
+        };
+        let state = match pool.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                job.set_permit(permit);
+                submitted(pool, job)
+            }
+            Err(TryAcquireError::Closed) => {
+                pool.count_shut_down();
+                State::Failed(Some(
+                    job.error(ErrorKind::ShutDown)
+                        .with_phase(Phase::WaitingForRoom),
+                ))
+            }
+            Err(TryAcquireError::NoPermits) if reject_when_full => {
+                pool.count_rejected();
+                State::Failed(Some(pool.saturated_error(&job, Phase::WaitingForRoom)))
+            }
+            Err(TryAcquireError::NoPermits) => State::WaitingForRoom {
+                acquire: Box::pin(pool.admission.clone().acquire_owned()),
+                job,
+                pool: pool.clone(),
+            },
+        };
+        Offload { state, sleep }
+    }
+}
+
+fn submitted<T: Send + 'static>(pool: &Arc<Inner>, job: Arc<Job<T>>) -> State<T> {
+    match pool.submit(job.clone()) {
+        Ok(()) => State::Submitted {
+            job,
+            pool: pool.clone(),
+        },
+        Err(_shut_down) => State::Failed(Some(
+            job.error(ErrorKind::ShutDown)
+                .with_phase(Phase::WaitingForRoom),
+        )),
+    }
+}
+
+impl<T: Send + 'static> Future for Offload<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state {
+                State::Done => panic!(
+                    "`Offload` polled after it resolved; each offload resolves exactly once, \
+                     so poll it to completion once (use `futures::future::Fuse` to poll it again)"
+                ),
+                State::Failed(error) => {
+                    let error = error
+                        .take()
+                        .expect("a failed offload holds its error until polled");
+                    *this.state = State::Done;
+                    return Poll::Ready(Err(error));
+                }
+                State::WaitingForRoom { job, pool, acquire } => match acquire.as_mut().poll(cx) {
+                    Poll::Ready(Ok(permit)) => {
+                        job.set_permit(permit);
+                        let (job, pool) = (job.clone(), pool.clone());
+                        *this.state = submitted(&pool, job);
+                    }
+                    Poll::Ready(Err(_closed)) => {
+                        pool.count_shut_down();
+                        let error = job
+                            .error(ErrorKind::ShutDown)
+                            .with_phase(Phase::WaitingForRoom);
+                        *this.state = State::Done;
+                        return Poll::Ready(Err(error));
+                    }
+                    Poll::Pending => {
+                        if !deadline_passed(this.sleep.as_mut(), cx) {
+                            return Poll::Pending;
+                        }
+                        pool.count_timed_out_waiting_for_room();
+                        let error = job
+                            .error(ErrorKind::Timeout)
+                            .with_phase(Phase::WaitingForRoom)
+                            .with_stuck_threads(pool.stuck_threads());
+                        *this.state = State::Done;
+                        return Poll::Ready(Err(error));
+                    }
+                },
+                State::Submitted { job, pool } => {
+                    job.register(cx);
+                    let status = job.core().status();
+                    let result = match status {
+                        Status::Done => {
+                            let outcome = job
+                                .core()
+                                .take_result()
+                                .expect("DONE is published after the value is stored");
+                            outcome.map_err(|message| {
+                                job.error(ErrorKind::Panicked)
+                                    .with_phase(Phase::Running)
+                                    .with_panic_message(message)
+                            })
+                        }
+                        Status::Cancelled(_) | Status::Abandoned(_) => Err(job
+                            .ended_by_pool_error(status)
+                            .expect("a cancelled or abandoned status maps to an error")),
+                        Status::Queued | Status::Running | Status::Completing => {
+                            if !deadline_passed(this.sleep.as_mut(), cx) {
+                                return Poll::Pending;
+                            }
+                            match pool.give_up(job, GiveUp::Timeout) {
+                                Ok(phase) => Err(job.error(ErrorKind::Timeout).with_phase(phase)),
+                                // The worker is storing the value and will wake us.
+                                Err(Status::Completing) => return Poll::Pending,
+                                // Finished or ended by the pool meanwhile: read it.
+                                Err(_) => continue,
+                            }
+                        }
+                    };
+                    *this.state = State::Done;
+                    return Poll::Ready(result);
+                }
+            }
+        }
+    }
+}
+
+fn deadline_passed(sleep: Pin<&mut Option<tokio::time::Sleep>>, cx: &mut Context<'_>) -> bool {
+    sleep
+        .as_pin_mut()
+        .is_some_and(|sleep| sleep.poll(cx).is_ready())
+}
+
+impl<T: Send + 'static> fmt::Debug for Offload<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::WaitingForRoom { .. } => "waiting for room",
+            State::Submitted { job, .. } => match job.core().status() {
+                Status::Queued => "queued",
+                Status::Running | Status::Completing => "running",
+                _ => "ended",
+            },
+            State::Failed(_) => "failed",
+            State::Done => "done",
+        };
+        f.debug_struct("Offload")
+            .field("state", &state)
+            .field("has_deadline", &self.sleep.is_some())
+            .finish()
+    }
+}
+
+fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|timeout| Instant::now().checked_add(timeout))
+}
+
+impl BlockingPool {
+    /// Runs `f` on the pool and returns a future of its value.
+    ///
+    /// The call's deadline is the pool's
+    /// [`default_timeout`](crate::pool::Builder::default_timeout), if any.
+    /// When the queue is full the future waits for room (the wait counts
+    /// against the deadline) unless the pool was built with
+    /// [`reject_when_full`](crate::pool::Builder::reject_when_full).
+    ///
+    /// # Errors, Cancellation, Panics
+    ///
+    /// See [`Offload`].
+    #[track_caller]
+    pub fn offload<F, T>(&self, f: F) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let config = &self.inner().config;
+        Offload::start(
+            self.inner(),
+            Box::new(f),
+            deadline_after(config.default_timeout),
+            config.reject_when_full,
+            Location::caller(),
+        )
+    }
+
+    /// Like [`offload`](Self::offload), but refused at once with a
+    /// saturation error when the queue is full, whatever the pool's setting.
+    #[track_caller]
+    pub fn try_offload<F, T>(&self, f: F) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Offload::start(
+            self.inner(),
+            Box::new(f),
+            deadline_after(self.inner().config.default_timeout),
+            true,
+            Location::caller(),
+        )
+    }
+
+    /// Like [`offload`](Self::offload) with a deadline `timeout` from now.
+    /// A timeout too large to represent means no deadline.
+    #[track_caller]
+    pub fn offload_timeout<F, T>(&self, f: F, timeout: Duration) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Offload::start(
+            self.inner(),
+            Box::new(f),
+            deadline_after(Some(timeout)),
+            self.inner().config.reject_when_full,
+            Location::caller(),
+        )
+    }
+
+    /// Like [`offload`](Self::offload) with an absolute deadline.
+    #[track_caller]
+    pub fn offload_deadline<F, T>(&self, f: F, deadline: Instant) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Offload::start(
+            self.inner(),
+            Box::new(f),
+            Some(deadline),
+            self.inner().config.reject_when_full,
+            Location::caller(),
+        )
+    }
+
+    /// Runs many closures with bounded parallelism and collects one
+    /// `Result` per closure, in input order; no error is lost.
+    ///
+    /// At most `max_threads` run at once unless [`Batch::limit`] says
+    /// fewer. Each closure gets the pool's default timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = colorseam::BlockingPool::builder().build().unwrap();
+    /// let results = pool
+    ///     .batch((0..10u32).map(|i| move || if i == 3 { panic!("bad row {i}") } else { i * i }))
+    ///     .limit(4)
+    ///     .await;
+    /// assert_eq!(results.len(), 10);
+    /// assert_eq!(*results[2].as_ref().unwrap(), 4);
+    /// assert!(results[3].as_ref().unwrap_err().is_panic());
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn batch<I, F, T>(&self, jobs: I) -> Batch<T>
+    where
+        I: IntoIterator<Item = F>,
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Batch {
+            plan: Some(Plan::new(self, jobs, Location::caller())),
+            running: None,
+        }
+    }
+
+    /// Like [`batch`](Self::batch), but fail-fast: resolves to all values in
+    /// input order, or to the first error, at which point the jobs not yet
+    /// started are never started and those in flight are cancelled
+    /// (queued) or abandoned (running).
+    #[track_caller]
+    pub fn try_batch<I, F, T>(&self, jobs: I) -> TryBatch<T>
+    where
+        I: IntoIterator<Item = F>,
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        TryBatch {
+            plan: Some(Plan::new(self, jobs, Location::caller())),
+            running: None,
+        }
+    }
+}
+
+struct Plan<T> {
+    pool: BlockingPool,
+    jobs: Vec<BoxFn<T>>,
+    limit: usize,
+    location: &'static Location<'static>,
+}
+
+impl<T: Send + 'static> Plan<T> {
+    fn new<I, F>(pool: &BlockingPool, jobs: I, location: &'static Location<'static>) -> Self
+    where
+        I: IntoIterator<Item = F>,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Plan {
+            pool: pool.clone(),
+            jobs: jobs.into_iter().map(|f| Box::new(f) as BoxFn<T>).collect(),
+            limit: pool.inner().config.max_threads,
+            location,
+        }
+    }
+
+    /// Drives the jobs with at most `limit` in flight, handing each result
+    /// to `on_result`; stops early when it returns false.
+    async fn run(self, mut on_result: impl FnMut(usize, Result<T, Error>) -> bool + Send) {
+        let Plan {
+            pool,
+            jobs,
+            limit,
+            location,
+        } = self;
+        let inner = pool.inner();
+        let config = &inner.config;
+        let mut pending = jobs.into_iter().enumerate();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < limit.max(1) {
+                let Some((index, func)) = pending.next() else {
+                    break;
+                };
+                let offload = Offload::start(
+                    inner,
+                    func,
+                    deadline_after(config.default_timeout),
+                    config.reject_when_full,
+                    location,
+                );
+                in_flight.push(Indexed {
+                    index,
+                    offload: Box::pin(offload),
+                });
+            }
+            match in_flight.next().await {
+                Some((index, result)) => {
+                    if !on_result(index, result) {
+                        return; // dropping `in_flight` cancels the rest
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+struct Indexed<T: Send + 'static> {
+    index: usize,
+    offload: Pin<Box<Offload<T>>>,
+}
+
+impl<T: Send + 'static> Future for Indexed<T> {
+    type Output = (usize, Result<T, Error>);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let index = self.index;
+        self.offload.as_mut().poll(cx).map(|r| (index, r))
+    }
+}
+
+type Running<O> = Pin<Box<dyn Future<Output = O> + Send>>;
+
+/// The future of [`BlockingPool::batch`]: one `Result` per job, in input order.
+///
+/// # Cancellation
+///
+/// Dropping it cancels queued jobs and abandons running ones, as dropping
+/// each [`Offload`] would; jobs not yet submitted never run.
+#[must_use = "a batch does nothing until awaited, and its results carry the errors"]
+pub struct Batch<T> {
+    plan: Option<Plan<T>>,
+    running: Option<Running<Vec<Result<T, Error>>>>,
+}
+
+impl<T: Send + 'static> Batch<T> {
+    /// At most `limit` jobs of this batch in flight at once (queued or
+    /// running). Zero is treated as one.
+    pub fn limit(mut self, limit: usize) -> Self {
+        if let Some(plan) = &mut self.plan {
+            plan.limit = limit.max(1);
+        }
+        self
+    }
+}
+
+impl<T: Send + 'static> Future for Batch<T> {
+    type Output = Vec<Result<T, Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(plan) = self.plan.take() {
+            self.running = Some(Box::pin(async move {
+                let mut results: Vec<Option<Result<T, Error>>> = std::iter::repeat_with(|| None)
+                    .take(plan.jobs.len())
+                    .collect();
+                plan.run(|index, result| {
+                    results[index] = Some(result);
+                    true
+                })
+                .await;
+                results
+                    .into_iter()
+                    .map(|r| r.expect("every job of a batch resolves before the batch does"))
+                    .collect()
+            }));
+        }
+        self.running
+            .as_mut()
+            .expect("`Batch` polled after it resolved")
+            .as_mut()
+            .poll(cx)
+    }
+}
+
+impl<T> fmt::Debug for Batch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("started", &self.running.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`BlockingPool::try_batch`]: all values, or the first error.
+///
+/// # Cancellation
+///
+/// On the first error, or when dropped, jobs not yet submitted never run,
+/// queued ones are cancelled and running ones abandoned.
+#[must_use = "a batch does nothing until awaited, and its result carries the first error"]
+pub struct TryBatch<T> {
+    plan: Option<Plan<T>>,
+    running: Option<Running<Result<Vec<T>, Error>>>,
+}
+
+impl<T: Send + 'static> TryBatch<T> {
+    /// At most `limit` jobs in flight at once. Zero is treated as one.
+    pub fn limit(mut self, limit: usize) -> Self {
+        if let Some(plan) = &mut self.plan {
+            plan.limit = limit.max(1);
+        }
+        self
+    }
+}
+
+impl<T: Send + 'static> Future for TryBatch<T> {
+    type Output = Result<Vec<T>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(plan) = self.plan.take() {
+            self.running = Some(Box::pin(async move {
+                let mut values: Vec<Option<T>> = std::iter::repeat_with(|| None)
+                    .take(plan.jobs.len())
+                    .collect();
+                let mut first_error = None;
+                plan.run(|index, result| match result {
+                    Ok(value) => {
+                        values[index] = Some(value);
+                        true
+                    }
+                    Err(error) => {
+                        first_error = Some(error);
+                        false
+                    }
+                })
+                .await;
+                match first_error {
+                    Some(error) => Err(error),
+                    None => Ok(values
+                        .into_iter()
+                        .map(|v| v.expect("without an error every job produced a value"))
+                        .collect()),
+                }
+            }));
+        }
+        self.running
+            .as_mut()
+            .expect("`TryBatch` polled after it resolved")
+            .as_mut()
+            .poll(cx)
+    }
+}
+
+impl<T> fmt::Debug for TryBatch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryBatch")
+            .field("started", &self.running.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+static DEFAULT_POOL: OnceLock<BlockingPool> = OnceLock::new();
+
+/// Environment variables that size the default pool at its first use.
+const ENV_MAX_THREADS: &str = "COLORSEAM_MAX_THREADS";
+const ENV_QUEUE_CAPACITY: &str = "COLORSEAM_QUEUE_CAPACITY";
+const ENV_MAX_ABANDONED: &str = "COLORSEAM_MAX_ABANDONED";
+
+pub(crate) fn install_default(pool: BlockingPool) -> Result<(), ConfigError> {
+    DEFAULT_POOL
+        .set(pool)
+        .map_err(|_already| ConfigError::DefaultAlreadySet)
+}
+
+/// The process-wide pool behind [`offload()`], created on first use.
+///
+/// It is named `colorseam-default` and sized by the builder's defaults
+/// unless [`Builder::install_default`](crate::pool::Builder::install_default)
+/// ran first, or these environment variables are set at first use:
+/// `COLORSEAM_MAX_THREADS`, `COLORSEAM_QUEUE_CAPACITY`,
+/// `COLORSEAM_MAX_ABANDONED`. A value that does not parse, or a combination
+/// the builder rejects, is reported once on stderr and the defaults are used.
+pub fn default_pool() -> &'static BlockingPool {
+    DEFAULT_POOL.get_or_init(|| {
+        let mut builder = BlockingPool::builder().name("colorseam-default");
+        let mut bad = Vec::new();
+        let mut read = |var: &str| -> Option<usize> {
+            let value = std::env::var(var).ok()?;
+            match value.trim().parse() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    bad.push(format!("{var}={value:?} is not a number"));
+                    None
+                }
+            }
+        };
+        if let Some(n) = read(ENV_MAX_THREADS) {
+            builder = builder.max_threads(n);
+        }
+        if let Some(n) = read(ENV_QUEUE_CAPACITY) {
+            builder = builder.queue_capacity(n);
+        }
+        if let Some(n) = read(ENV_MAX_ABANDONED) {
+            builder = builder.max_abandoned(n);
+        }
+        let pool = builder.build().unwrap_or_else(|error| {
+            bad.push(error.to_string());
+            BlockingPool::from_config(
+                BlockingPool::builder()
+                    .name("colorseam-default")
+                    .into_config()
+                    .expect("the builder's defaults are a valid configuration"),
+            )
+        });
+        for problem in bad {
+            eprintln!("colorseam: ignoring the default pool's environment: {problem}");
+        }
+        pool
+    })
+}
+
+/// Runs `f` on the [default pool](default_pool) and returns a future of its
+/// value. No set-up needed.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let digest = colorseam::offload(|| format!("{:x}", 0xC0FFEEu32)).await.unwrap();
+/// assert_eq!(digest, "c0ffee");
+/// # }
+/// ```
+#[track_caller]
+pub fn offload<F, T>(f: F) -> Offload<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    default_pool().offload(f)
+}
+
+/// Runs `f` on the [default pool](default_pool) with a deadline `timeout`
+/// from now.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let hung = colorseam::offload_timeout(
+///     || std::thread::sleep(Duration::from_secs(5)),
+///     Duration::from_millis(10),
+/// );
+/// assert!(hung.await.unwrap_err().is_timeout());
+/// # }
+/// ```
+#[track_caller]
+pub fn offload_timeout<F, T>(f: F, timeout: Duration) -> Offload<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    default_pool().offload_timeout(f, timeout)
+}

@@ -1,0 +1,730 @@
+//! The bounded blocking pool: workers, queue, admission, abandonment, shutdown.
+//!
+//! # How it holds its bounds
+//!
+//! *Admission* is a tokio [`Semaphore`] with `max_threads + queue_capacity`
+//! permits: every job holds one from the moment it is accepted until it ends,
+//! is cancelled, or is abandoned within budget. So at most `max_threads` jobs
+//! run and at most `queue_capacity` wait, and an async caller that finds no
+//! permit waits for one (fairly, in arrival order) or is refused at once.
+//!
+//! *Threads* are counted as `active` (idle or running a job someone waits
+//! for, at most `max_threads`) plus `abandoned within budget` (at most
+//! `max_abandoned`). When a caller gives up on a running job the job is
+//! abandoned; if the budget allows, its thread leaves the active count and
+//! its permit is released, so a replacement can start. The sum never exceeds
+//! `max_threads + max_abandoned`.
+//!
+//! The queue is a `VecDeque` under one mutex. Cancelling a queued job is a
+//! CAS on the job (see `state`), not a search of the queue: the entry stays
+//! as a tombstone that workers skip, and the queue is compacted when
+//! tombstones outnumber live jobs.
+
+mod builder;
+mod shutdown;
+pub(crate) mod state;
+pub(crate) mod task;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+pub use builder::Builder;
+pub(crate) use builder::Config;
+pub use shutdown::{QueuedWork, Shutdown, ShutdownOptions, ShutdownReport};
+
+use crate::error::{Error, ErrorKind, Phase};
+use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, ThreadMetrics};
+use crate::sync::lock;
+use state::{EndedBy, Status};
+use task::{BoxFn, CallSite, Job, Task};
+
+/// A bounded pool of OS threads for running blocking code on behalf of async
+/// callers, with deadlines that release the caller whatever the code does.
+///
+/// Build one with [`BlockingPool::builder`], or use the default pool through
+/// [`colorseam::offload`](crate::offload). A `BlockingPool` is a cheap handle:
+/// clones share one pool. When the last handle is dropped the pool stops
+/// accepting work, runs what is queued, and its threads exit once idle;
+/// dropping never blocks and never panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = colorseam::BlockingPool::builder()
+///     .name("vendor-sdk")
+///     .max_threads(8)
+///     .queue_capacity(100)
+///     .default_timeout(Duration::from_secs(2))
+///     .build()
+///     .unwrap();
+///
+/// let sum = pool.offload(|| (1..=10).sum::<u32>()).await.unwrap();
+/// assert_eq!(sum, 55);
+///
+/// // A hung call releases its caller at the deadline.
+/// let err = pool
+///     .offload_timeout(|| std::thread::sleep(Duration::from_secs(10)), Duration::from_millis(20))
+///     .await
+///     .unwrap_err();
+/// assert!(err.is_timeout());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct BlockingPool {
+    handle: Arc<PoolHandle>,
+}
+
+/// The owner count: the pool shuts down (without waiting) when the last
+/// `BlockingPool` clone goes, while workers keep the `Inner` alive.
+struct PoolHandle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for PoolHandle {
+    fn drop(&mut self) {
+        let _cancelled_none = self.inner.begin_shutdown(QueuedWork::Run);
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    shared: Mutex<Shared>,
+    /// Idle workers wait here for work.
+    work_available: Condvar,
+    /// Shutdown waiters wait here for running work to settle.
+    settled: Condvar,
+    settled_async: tokio::sync::Notify,
+    pub(crate) admission: Arc<Semaphore>,
+    /// Live (not cancelled, not started) queued jobs.
+    queued: AtomicUsize,
+    counters: Counters,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) run_time: Histogram,
+}
+
+struct Shared {
+    queue: VecDeque<Arc<dyn Task>>,
+    /// Threads idle or running unabandoned (or over-budget abandoned) work.
+    active_threads: usize,
+    /// Threads running a job whose call was abandoned within budget.
+    abandoned_budgeted: usize,
+    /// Threads running a job abandoned beyond the budget (still active).
+    abandoned_over: usize,
+    idle: usize,
+    /// Idle workers already notified and about to take work.
+    pending_wakeups: usize,
+    /// Jobs executing on a thread, abandoned ones included.
+    busy: usize,
+    /// What each worker slot is running, for shutdown to abandon.
+    running: Vec<Option<Arc<dyn Task>>>,
+    free_slots: Vec<usize>,
+    next_thread_number: u64,
+    peak_threads: usize,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    timed_out_queued: AtomicU64,
+    timed_out_running: AtomicU64,
+    cancelled_queued: AtomicU64,
+    cancelled_running: AtomicU64,
+    rejected: AtomicU64,
+    shut_down: AtomicU64,
+    detached_failures: AtomicU64,
+}
+
+/// Why a caller stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    Timeout,
+    Dropped,
+}
+
+impl BlockingPool {
+    /// Starts configuring a pool.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        let permits = config.max_threads + config.queue_capacity;
+        let inner = Arc::new(Inner {
+            shared: Mutex::new(Shared {
+                queue: VecDeque::new(),
+                active_threads: 0,
+                abandoned_budgeted: 0,
+                abandoned_over: 0,
+                idle: 0,
+                pending_wakeups: 0,
+                busy: 0,
+                running: Vec::new(),
+                free_slots: Vec::new(),
+                next_thread_number: 0,
+                peak_threads: 0,
+                shutdown: false,
+            }),
+            work_available: Condvar::new(),
+            settled: Condvar::new(),
+            settled_async: tokio::sync::Notify::new(),
+            admission: Arc::new(Semaphore::new(permits)),
+            queued: AtomicUsize::new(0),
+            counters: Counters::default(),
+            queue_wait: Histogram::new(),
+            run_time: Histogram::new(),
+            config,
+        });
+        BlockingPool {
+            handle: Arc::new(PoolHandle { inner }),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.handle.inner
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner().config.name
+    }
+
+    /// Runs `f` as a detached job: nobody waits for it.
+    ///
+    /// `f` returns `()` or a `Result<(), E>`. If it fails (returns an error,
+    /// panics, or is cancelled by shutdown), the failure is counted in
+    /// [`OutcomeCounters::detached_failures`] and sent to the pool's
+    /// [error sink](Builder::error_sink). Detached jobs have no deadline.
+    ///
+    /// # Errors
+    ///
+    /// Refused at once, and not run, when the pool has no room
+    /// ([`Error::is_saturated`]) or is shut down ([`Error::is_shutdown`]):
+    /// detaching never waits.
+    #[track_caller]
+    pub fn detach<F, R>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Detached,
+    {
+        let inner = self.inner().clone();
+        let location = Location::caller();
+        let called_at = Instant::now();
+        let sink_pool = inner.clone();
+        let func: BoxFn<()> = Box::new(move || {
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(r) => r.into_detached_result().map_err(|source| {
+                    Error::new(
+                        ErrorKind::Job,
+                        sink_pool.config.name.clone(),
+                        location,
+                        called_at.elapsed(),
+                    )
+                    .with_phase(Phase::Running)
+                    .with_source(source)
+                }),
+                Err(payload) => {
+                    let message = task::panic_message(&*payload);
+                    task::drop_quietly(payload);
+                    Err(Error::new(
+                        ErrorKind::Panicked,
+                        sink_pool.config.name.clone(),
+                        location,
+                        called_at.elapsed(),
+                    )
+                    .with_phase(Phase::Running)
+                    .with_panic_message(message))
+                }
+            };
+            if let Err(error) = result {
+                sink_pool.report_detached_failure(error);
+            }
+        });
+        let site = CallSite {
+            called_at,
+            deadline: None,
+            location,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        let job = Arc::new(Job::new(func, inner.config.name.clone(), site, true));
+        match inner.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                job.set_permit(permit);
+                inner.submit(job.clone()).map_err(|by| {
+                    job.error(match by {
+                        EndedBy::SpawnFailed => ErrorKind::SpawnFailed,
+                        _ => ErrorKind::ShutDown,
+                    })
+                })
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                inner.counters.shut_down.fetch_add(1, Ordering::Relaxed);
+                Err(job.error(ErrorKind::ShutDown))
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(inner.saturated_error(&job, Phase::WaitingForRoom))
+            }
+        }
+    }
+
+    /// A snapshot of the pool's threads, queue, outcomes and latencies.
+    pub fn metrics(&self) -> PoolMetrics {
+        self.inner().metrics()
+    }
+
+    /// Starts a graceful shutdown; see [`Shutdown`].
+    ///
+    /// New work is refused at once. Queued work is run or cancelled as
+    /// `options` says; running work is waited for until the deadline, after
+    /// which its callers are released with a shut-down error and its threads
+    /// are abandoned. The returned future resolves to a report and never
+    /// outlives the deadline by more than timer resolution.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future does not undo the shutdown; it only stops waiting.
+    pub fn shutdown(&self, options: ShutdownOptions) -> Shutdown {
+        Shutdown::start(self.inner().clone(), options)
+    }
+
+    /// [`shutdown`](Self::shutdown) for sync callers: blocks the calling
+    /// thread until the work has settled or the deadline has passed.
+    ///
+    /// Do not call it from an async task: it blocks the thread.
+    pub fn shutdown_blocking(&self, options: ShutdownOptions) -> ShutdownReport {
+        shutdown::shutdown_blocking(self.inner(), options)
+    }
+}
+
+impl fmt::Debug for BlockingPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.inner().config;
+        f.debug_struct("BlockingPool")
+            .field("name", &config.name)
+            .field("max_threads", &config.max_threads)
+            .field("queue_capacity", &config.queue_capacity)
+            .field("max_abandoned", &config.max_abandoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [detached](BlockingPool::detach) closure may return: `()`, or a
+/// `Result` whose error is reported to the pool's error sink.
+pub trait Detached: Send + 'static {
+    /// The closure's failure, if any.
+    #[doc(hidden)]
+    fn into_detached_result(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+impl Detached for () {
+    fn into_detached_result(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
+impl<E> Detached for Result<(), E>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    fn into_detached_result(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.map_err(Into::into)
+    }
+}
+
+impl Inner {
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.config.name
+    }
+
+    /// Queues a job that holds a permit, waking or starting a thread for it.
+    /// On refusal the job was never queued and its permit is released.
+    pub(crate) fn submit(self: &Arc<Self>, job: Arc<dyn Task>) -> Result<(), EndedBy> {
+        let mut shared = lock(&self.shared);
+        if shared.shutdown {
+            drop(shared);
+            job.release_permit();
+            self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
+            return Err(EndedBy::Shutdown);
+        }
+        shared.queue.push_back(job);
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if shared.idle > 0 {
+            shared.idle -= 1;
+            shared.pending_wakeups += 1;
+            self.work_available.notify_one();
+        } else if shared.active_threads < self.config.max_threads {
+            self.spawn_worker(shared);
+        }
+        Ok(())
+    }
+
+    /// Starts one more active worker. Consumes the guard so thread start-up
+    /// failure handling can run user destructors outside the lock.
+    fn spawn_worker(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
+        shared.active_threads += 1;
+        let slot = match shared.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                shared.running.push(None);
+                shared.running.len() - 1
+            }
+        };
+        shared.next_thread_number += 1;
+        let name = format!("{}-{}", self.config.name, shared.next_thread_number);
+        let inner = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || inner.worker_loop(slot));
+        match spawned {
+            Ok(_detached) => {
+                let total = shared.active_threads + shared.abandoned_budgeted;
+                shared.peak_threads = shared.peak_threads.max(total);
+                #[cfg(feature = "tracing")]
+                tracing::debug!(pool = %self.config.name, threads = total, "colorseam pool grew");
+            }
+            Err(_os_error) => {
+                shared.active_threads -= 1;
+                shared.free_slots.push(slot);
+                #[cfg(feature = "tracing")]
+                tracing::warn!(pool = %self.config.name, error = %_os_error, "colorseam pool could not start a thread");
+                if shared.active_threads == 0 {
+                    // No thread will ever take the queue: fail it now rather
+                    // than let its callers wait forever.
+                    let stranded: Vec<_> = shared.queue.drain(..).collect();
+                    drop(shared);
+                    for job in stranded {
+                        job.cancel_by_pool(self, EndedBy::SpawnFailed);
+                    }
+                }
+                // Otherwise a running worker will take the job when it is done.
+            }
+        }
+    }
+
+    fn worker_loop(self: Arc<Self>, slot: usize) {
+        let mut shared = lock(&self.shared);
+        'work: loop {
+            while let Some(job) = shared.queue.pop_front() {
+                shared.busy += 1;
+                shared.running[slot] = Some(job.clone());
+                drop(shared);
+                let ran = job.clone().run(&self);
+                shared = lock(&self.shared);
+                shared.running[slot] = None;
+                shared.busy -= 1;
+                if ran {
+                    let leave = self.after_run(&mut shared, &*job);
+                    drop(job);
+                    if leave {
+                        break 'work;
+                    }
+                }
+                if shared.shutdown {
+                    self.notify_if_settled(&shared);
+                }
+            }
+            if shared.shutdown {
+                shared.active_threads -= 1;
+                break 'work;
+            }
+            shared.idle += 1;
+            loop {
+                let (guard, wait) = self
+                    .work_available
+                    .wait_timeout(shared, self.config.keep_alive)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                shared = guard;
+                if shared.pending_wakeups > 0 {
+                    shared.pending_wakeups -= 1;
+                    continue 'work;
+                }
+                if shared.shutdown
+                    || (wait.timed_out() && shared.active_threads > self.config.min_threads)
+                {
+                    shared.idle -= 1;
+                    shared.active_threads -= 1;
+                    break 'work;
+                }
+            }
+        }
+        shared.free_slots.push(slot);
+        self.notify_if_settled(&shared);
+    }
+
+    /// Bookkeeping after a job returned. True if this thread should exit.
+    fn after_run(&self, shared: &mut Shared, job: &dyn Task) -> bool {
+        if let Status::Abandoned(_) = job.status() {
+            if job.was_abandon_budgeted() {
+                shared.abandoned_budgeted -= 1;
+                // This thread left the active count when it was abandoned;
+                // it rejoins only if that keeps the bound.
+                if shared.shutdown || shared.active_threads >= self.config.max_threads {
+                    return true;
+                }
+                shared.active_threads += 1;
+            } else {
+                shared.abandoned_over -= 1;
+            }
+        }
+        false
+    }
+
+    pub(crate) fn job_started(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn job_left_queue(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A caller gives up on its job: cancel it if queued, abandon it if
+    /// running. Returns the phase it was in, or `None` if the job has
+    /// already finished (or is finishing) and its result should be read.
+    pub(crate) fn give_up<T: Send + 'static>(
+        self: &Arc<Self>,
+        job: &Arc<Job<T>>,
+        why: GiveUp,
+    ) -> Result<Phase, Status> {
+        match job.core().cancel(EndedBy::Caller) {
+            Ok(func) => {
+                self.job_left_queue();
+                job.release_permit();
+                task::drop_quietly(func);
+                self.compact_queue();
+                let counter = match why {
+                    GiveUp::Timeout => &self.counters.timed_out_queued,
+                    GiveUp::Dropped => &self.counters.cancelled_queued,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(Phase::Queued)
+            }
+            Err(Status::Running) => {
+                let mut shared = lock(&self.shared);
+                // Under the lock so the worker's `after_run` sees the
+                // abandonment and its accounting together.
+                job.core().abandon(EndedBy::Caller)?;
+                self.account_abandoned(&mut shared, &**job);
+                let counter = match why {
+                    GiveUp::Timeout => &self.counters.timed_out_running,
+                    GiveUp::Dropped => &self.counters.cancelled_running,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if shared.shutdown {
+                    self.notify_if_settled(&shared);
+                }
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    pool = %self.config.name,
+                    abandoned = shared.abandoned_budgeted + shared.abandoned_over,
+                    "colorseam abandoned a running job: {why:?}"
+                );
+                if self.queued.load(Ordering::Relaxed) > 0
+                    && shared.idle == 0
+                    && shared.active_threads < self.config.max_threads
+                    && !shared.shutdown
+                {
+                    self.spawn_worker(shared);
+                }
+                Ok(Phase::Running)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn account_abandoned(&self, shared: &mut Shared, job: &dyn Task) {
+        if shared.abandoned_budgeted < self.config.max_abandoned {
+            shared.abandoned_budgeted += 1;
+            shared.active_threads -= 1;
+            job.mark_abandon_budgeted();
+            job.release_permit();
+        } else {
+            shared.abandoned_over += 1;
+        }
+    }
+
+    /// Drops tombstones once they outnumber live jobs, keeping the queue's
+    /// memory proportional to its live depth.
+    fn compact_queue(&self) {
+        let mut shared = lock(&self.shared);
+        let live = self.queued.load(Ordering::Relaxed);
+        if shared.queue.len() > 2 * live + 64 {
+            shared.queue.retain(|job| job.status() == Status::Queued);
+        }
+        if shared.shutdown {
+            self.notify_if_settled(&shared);
+        }
+    }
+
+    pub(crate) fn saturated_error<T: Send + 'static>(&self, job: &Job<T>, phase: Phase) -> Error {
+        let stuck = {
+            let shared = lock(&self.shared);
+            shared.abandoned_budgeted + shared.abandoned_over
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(pool = %self.config.name, stuck, "colorseam pool refused work: saturated");
+        job.error(ErrorKind::Saturated)
+            .with_phase(phase)
+            .with_stuck_threads(stuck)
+    }
+
+    pub(crate) fn stuck_threads(&self) -> usize {
+        let shared = lock(&self.shared);
+        shared.abandoned_budgeted + shared.abandoned_over
+    }
+
+    pub(crate) fn count_finished(&self, panicked: bool) {
+        let counter = if panicked {
+            &self.counters.panicked
+        } else {
+            &self.counters.completed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_ended_by_pool(&self, _by: EndedBy) {
+        self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_rejected(&self) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_timed_out_waiting_for_room(&self) {
+        self.counters
+            .timed_out_queued
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_shut_down(&self) {
+        self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn report_detached_failure(&self, error: Error) {
+        self.counters
+            .detached_failures
+            .fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        tracing::error!(pool = %self.config.name, %error, "colorseam detached job failed");
+        match &self.config.error_sink {
+            Some(sink) => {
+                let sink = sink.clone();
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || sink(&error)));
+            }
+            None => eprintln!("colorseam: detached job failed: {error}"),
+        }
+    }
+
+    fn metrics(&self) -> PoolMetrics {
+        let (threads, queue_depth) = {
+            let shared = lock(&self.shared);
+            let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
+            (
+                ThreadMetrics {
+                    total: shared.active_threads + shared.abandoned_budgeted,
+                    idle: shared.idle + shared.pending_wakeups,
+                    busy: shared.busy.saturating_sub(abandoned),
+                    abandoned,
+                    peak: shared.peak_threads,
+                },
+                self.queued.load(Ordering::Relaxed),
+            )
+        };
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PoolMetrics {
+            name: self.config.name.to_string(),
+            threads,
+            queue_depth,
+            outcomes: OutcomeCounters {
+                completed: load(&c.completed),
+                panicked: load(&c.panicked),
+                timed_out_queued: load(&c.timed_out_queued),
+                timed_out_running: load(&c.timed_out_running),
+                cancelled_queued: load(&c.cancelled_queued),
+                cancelled_running: load(&c.cancelled_running),
+                rejected: load(&c.rejected),
+                shut_down: load(&c.shut_down),
+                detached_failures: load(&c.detached_failures),
+            },
+            queue_wait: self.queue_wait.snapshot(),
+            run_time: self.run_time.snapshot(),
+        }
+    }
+
+    /// Refuses new work and settles the queue. Idempotent.
+    pub(crate) fn begin_shutdown(self: &Arc<Self>, queued: QueuedWork) -> usize {
+        let cancelled: Vec<Arc<dyn Task>> = {
+            let mut shared = lock(&self.shared);
+            if !shared.shutdown {
+                shared.shutdown = true;
+                self.admission.close();
+                #[cfg(feature = "tracing")]
+                tracing::info!(pool = %self.config.name, "colorseam pool shutting down");
+            }
+            let cancelled = match queued {
+                QueuedWork::Cancel => shared.queue.drain(..).collect(),
+                QueuedWork::Run => Vec::new(),
+            };
+            self.work_available.notify_all();
+            cancelled
+        };
+        // User destructors run here, outside the lock.
+        let mut count = 0;
+        for job in cancelled {
+            count += usize::from(job.cancel_by_pool(self, EndedBy::Shutdown));
+        }
+        self.notify_if_settled(&lock(&self.shared));
+        count
+    }
+
+    /// True when no job some caller waits for is queued or running.
+    fn is_settled(&self, shared: &Shared) -> bool {
+        let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
+        self.queued.load(Ordering::Relaxed) == 0 && shared.busy <= abandoned
+    }
+
+    fn notify_if_settled(&self, shared: &Shared) {
+        if self.is_settled(shared) {
+            self.settled.notify_all();
+            self.settled_async.notify_waiters();
+        }
+    }
+
+    /// Releases the callers of every job still running, marking the jobs
+    /// cancelled. Returns how many were abandoned.
+    fn abandon_running(&self) -> usize {
+        let mut shared = lock(&self.shared);
+        let running: Vec<Arc<dyn Task>> = shared.running.iter().flatten().cloned().collect();
+        let mut abandoned = 0;
+        for job in running {
+            if job.try_abandon_by_pool() {
+                self.account_abandoned(&mut shared, &*job);
+                self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
+                abandoned += 1;
+            }
+        }
+        abandoned
+    }
+
+    fn is_settled_now(&self) -> bool {
+        self.is_settled(&lock(&self.shared))
+    }
+
+    pub(crate) fn completed_total(&self) -> u64 {
+        self.counters.completed.load(Ordering::Relaxed)
+            + self.counters.panicked.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,267 @@
+//! The job state machine: who may run, cancel, abandon or read a job.
+//!
+//! ```text
+//!            try_start             complete
+//!  QUEUED ─────────────▶ RUNNING ───────────▶ COMPLETING ──▶ DONE
+//!    │                      │
+//!    │ cancel(by)           │ abandon(by)
+//!    ▼                      ▼
+//!  CANCELLED_{CALLER,SHUTDOWN,SPAWN}   ABANDONED_{CALLER,SHUTDOWN}
+//! ```
+//!
+//! Every transition is a single compare-and-swap, so exactly one party wins
+//! each race: a job is either started or cancelled, never both; a running job
+//! is either completed or abandoned, never both. The closure and the result
+//! live in slots that only the CAS winner touches, which is what makes "the
+//! closure runs at most once" and "the value is delivered or dropped exactly
+//! once" hold. `COMPLETING` exists so the worker can store the value *after*
+//! winning the race with abandonment, and readers only look at the slot once
+//! `DONE` is published.
+
+use crate::sync::{AtomicU8, Mutex, Ordering, lock};
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const COMPLETING: u8 = 2;
+const DONE: u8 = 3;
+const CANCELLED_BY_CALLER: u8 = 4;
+const CANCELLED_BY_SHUTDOWN: u8 = 5;
+const CANCELLED_SPAWN_FAILED: u8 = 6;
+const ABANDONED_BY_CALLER: u8 = 7;
+const ABANDONED_BY_SHUTDOWN: u8 = 8;
+
+/// Who ended a job early, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndedBy {
+    /// The caller timed out or dropped its future.
+    Caller,
+    /// The pool shut down.
+    Shutdown,
+    /// No thread could be started to run it (only ever for queued jobs).
+    SpawnFailed,
+}
+
+/// What a caller or the pool sees when it looks at a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Queued,
+    Running,
+    /// The worker won against abandonment and is storing the value.
+    Completing,
+    Done,
+    Cancelled(EndedBy),
+    Abandoned(EndedBy),
+}
+
+pub(crate) struct JobCore<F, T> {
+    state: AtomicU8,
+    func: Mutex<Option<F>>,
+    result: Mutex<Option<T>>,
+}
+
+impl<F, T> JobCore<F, T> {
+    pub(crate) fn new(func: F) -> Self {
+        JobCore {
+            state: AtomicU8::new(QUEUED),
+            func: Mutex::new(Some(func)),
+            result: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        decode(self.state.load(Ordering::Acquire))
+    }
+
+    /// Claims a queued job for running. Returns its closure, exactly once
+    /// over the job's life, or `None` if someone cancelled it first.
+    pub(crate) fn try_start(&self) -> Option<F> {
+        self.state
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        let func = lock(&self.func).take();
+        debug_assert!(func.is_some(), "the start CAS winner owns the closure");
+        func
+    }
+
+    /// Cancels a job that has not started. On success returns the closure so
+    /// the caller can drop it (its captures) where it chooses.
+    pub(crate) fn cancel(&self, by: EndedBy) -> Result<Option<F>, Status> {
+        let to = match by {
+            EndedBy::Caller => CANCELLED_BY_CALLER,
+            EndedBy::Shutdown => CANCELLED_BY_SHUTDOWN,
+            EndedBy::SpawnFailed => CANCELLED_SPAWN_FAILED,
+        };
+        match self
+            .state
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(lock(&self.func).take()),
+            Err(now) => Err(decode(now)),
+        }
+    }
+
+    /// Abandons a running job: whoever calls this stops waiting for it. The
+    /// worker will drop the value when (if) the job returns.
+    pub(crate) fn abandon(&self, by: EndedBy) -> Result<(), Status> {
+        let to = match by {
+            EndedBy::Caller => ABANDONED_BY_CALLER,
+            EndedBy::Shutdown | EndedBy::SpawnFailed => ABANDONED_BY_SHUTDOWN,
+        };
+        self.state
+            .compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(decode)
+    }
+
+    /// Publishes the job's value. If the job was abandoned meanwhile, hands
+    /// the value back so the worker drops it on its own thread.
+    pub(crate) fn complete(&self, value: T) -> Result<(), T> {
+        if self
+            .state
+            .compare_exchange(RUNNING, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(value);
+        }
+        *lock(&self.result) = Some(value);
+        self.state.store(DONE, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes the published value. `Some` at most once, and only after `DONE`.
+    pub(crate) fn take_result(&self) -> Option<T> {
+        if self.state.load(Ordering::Acquire) != DONE {
+            return None;
+        }
+        lock(&self.result).take()
+    }
+
+    /// True once the job was cancelled or abandoned, by anyone.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        matches!(self.status(), Status::Cancelled(_) | Status::Abandoned(_))
+    }
+}
+
+fn decode(state: u8) -> Status {
+    match state {
+        QUEUED => Status::Queued,
+        RUNNING => Status::Running,
+        COMPLETING => Status::Completing,
+        DONE => Status::Done,
+        CANCELLED_BY_CALLER => Status::Cancelled(EndedBy::Caller),
+        CANCELLED_BY_SHUTDOWN => Status::Cancelled(EndedBy::Shutdown),
+        CANCELLED_SPAWN_FAILED => Status::Cancelled(EndedBy::SpawnFailed),
+        ABANDONED_BY_CALLER => Status::Abandoned(EndedBy::Caller),
+        ABANDONED_BY_SHUTDOWN => Status::Abandoned(EndedBy::Shutdown),
+        other => unreachable!("job state byte {other} is never written"),
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicUsize;
+
+    /// A value that counts its drops, to check "dropped exactly once".
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Invariant: whatever the interleaving of a worker (start then
+    /// complete), the caller (cancel, else abandon, else read) and shutdown
+    /// (cancel, else abandon), the closure runs at most once, the call is
+    /// resolved exactly once, and the result value is dropped exactly once
+    /// if it was produced.
+    #[test]
+    fn loom_cancel_vs_start_vs_complete_resolves_exactly_once() {
+        loom::model(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let drops = Arc::new(AtomicUsize::new(0));
+            let core: Arc<JobCore<Box<dyn FnOnce() -> Counted + Send>, Counted>> = {
+                let runs = runs.clone();
+                let drops = drops.clone();
+                Arc::new(JobCore::new(Box::new(move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Counted(drops)
+                })))
+            };
+
+            let worker = {
+                let core = core.clone();
+                loom::thread::spawn(move || {
+                    if let Some(f) = core.try_start() {
+                        if let Err(value) = core.complete(f()) {
+                            drop(value); // abandoned: dropped on the worker
+                        }
+                    }
+                })
+            };
+            let shutdown = {
+                let core = core.clone();
+                loom::thread::spawn(move || match core.cancel(EndedBy::Shutdown) {
+                    Ok(_) => 1usize,
+                    Err(Status::Running) => usize::from(core.abandon(EndedBy::Shutdown).is_ok()),
+                    Err(_) => 0,
+                })
+            };
+
+            // The caller gives up at once (a 0 ms deadline).
+            let caller_resolved_itself = match core.cancel(EndedBy::Caller) {
+                Ok(_) => true,
+                Err(Status::Running) => core.abandon(EndedBy::Caller).is_ok(),
+                Err(_) => false,
+            };
+            worker.join().unwrap();
+            let shutdown_resolved = shutdown.join().unwrap();
+
+            let status = core.status();
+            let delivered = core.take_result();
+            let resolutions = usize::from(caller_resolved_itself)
+                + shutdown_resolved
+                + usize::from(delivered.is_some());
+            assert_eq!(resolutions, 1, "final status {status:?}");
+            assert!(runs.load(Ordering::SeqCst) <= 1);
+            drop(delivered);
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                runs.load(Ordering::SeqCst),
+                "every produced value is dropped exactly once"
+            );
+            assert!(
+                core.take_result().is_none(),
+                "a value is taken at most once"
+            );
+        });
+    }
+
+    /// Invariant: a reader that sees `DONE` always finds the value (no
+    /// window where the state says done but the slot is empty).
+    #[test]
+    fn loom_done_is_published_after_the_value() {
+        loom::model(|| {
+            let core: Arc<JobCore<fn() -> u32, u32>> = Arc::new(JobCore::new(|| 7));
+            let worker = {
+                let core = core.clone();
+                loom::thread::spawn(move || {
+                    let f = core.try_start().expect("nobody else starts it");
+                    assert!(core.complete(f()).is_ok());
+                })
+            };
+            loop {
+                match core.status() {
+                    Status::Done => {
+                        assert_eq!(core.take_result(), Some(7));
+                        break;
+                    }
+                    _ => loom::thread::yield_now(),
+                }
+            }
+            worker.join().unwrap();
+        });
+    }
+}

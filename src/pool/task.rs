@@ -1,0 +1,221 @@
+//! A job as the pool sees it: the state machine plus what travels with it.
+
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::sync::Arc;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Context;
+use std::time::Instant;
+
+use futures_util::task::AtomicWaker;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Inner;
+use super::state::{EndedBy, JobCore, Status};
+use crate::error::{Error, ErrorKind, Phase};
+use crate::job::JobInfo;
+use crate::sync::lock;
+
+pub(crate) type BoxFn<T> = Box<dyn FnOnce() -> T + Send>;
+
+/// What running a closure produced: its value, or its panic's message.
+pub(crate) type Outcome<T> = Result<T, String>;
+
+/// Facts fixed when the call is made.
+pub(crate) struct CallSite {
+    pub(crate) called_at: Instant,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) location: &'static Location<'static>,
+    /// The runtime of the async caller, handed to nested `block_on`.
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+}
+
+pub(crate) struct Job<T> {
+    core: JobCore<BoxFn<T>, Outcome<T>>,
+    waker: AtomicWaker,
+    /// The admission permit; released when the job leaves the pool's
+    /// capacity: it ends, is cancelled, or is abandoned within budget.
+    permit: StdMutex<Option<OwnedSemaphorePermit>>,
+    /// Set, under the pool lock, when this job's thread was abandoned within
+    /// `max_abandoned` and so no longer counts against `max_threads`.
+    abandon_budgeted: AtomicBool,
+    /// No caller waits: failures go to the error sink.
+    detached: bool,
+    pool_name: Arc<str>,
+    pub(crate) site: CallSite,
+}
+
+/// The queue's view of a job, independent of its value type.
+pub(crate) trait Task: JobInfo {
+    /// Runs the job if nobody cancelled it first. Returns false for a
+    /// cancelled job (a tombstone left in the queue).
+    fn run(self: Arc<Self>, pool: &Inner) -> bool;
+    /// Ends a queued job on the pool's initiative. True if it was queued.
+    fn cancel_by_pool(&self, pool: &Inner, by: EndedBy) -> bool;
+    /// Tries to abandon a running job on the pool's initiative (shutdown).
+    fn try_abandon_by_pool(&self) -> bool;
+    fn status(&self) -> Status;
+    fn was_abandon_budgeted(&self) -> bool;
+    fn mark_abandon_budgeted(&self);
+    fn release_permit(&self);
+}
+
+impl<T: Send + 'static> Job<T> {
+    pub(crate) fn new(func: BoxFn<T>, pool_name: Arc<str>, site: CallSite, detached: bool) -> Self {
+        Job {
+            core: JobCore::new(func),
+            waker: AtomicWaker::new(),
+            permit: StdMutex::new(None),
+            abandon_budgeted: AtomicBool::new(false),
+            detached,
+            pool_name,
+            site,
+        }
+    }
+
+    pub(crate) fn set_permit(&self, permit: OwnedSemaphorePermit) {
+        *lock(&self.permit) = Some(permit);
+    }
+
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    pub(crate) fn core(&self) -> &JobCore<BoxFn<T>, Outcome<T>> {
+        &self.core
+    }
+
+    pub(crate) fn error(&self, kind: ErrorKind) -> Error {
+        Error::new(
+            kind,
+            self.pool_name.clone(),
+            self.site.location,
+            self.site.called_at.elapsed(),
+        )
+    }
+
+    fn pool_error(&self, by: EndedBy, phase: Phase) -> Error {
+        let kind = match by {
+            EndedBy::SpawnFailed => ErrorKind::SpawnFailed,
+            EndedBy::Shutdown | EndedBy::Caller => ErrorKind::ShutDown,
+        };
+        self.error(kind).with_phase(phase)
+    }
+
+    /// The error a caller sees for a job the pool ended.
+    pub(crate) fn ended_by_pool_error(&self, status: Status) -> Option<Error> {
+        match status {
+            Status::Cancelled(by) => Some(self.pool_error(by, Phase::Queued)),
+            Status::Abandoned(by) => Some(self.pool_error(by, Phase::Running)),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Send + 'static> JobInfo for Job<T> {
+    fn is_cancelled(&self) -> bool {
+        self.core.is_cancelled()
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.site.deadline
+    }
+    fn pool_name(&self) -> &str {
+        &self.pool_name
+    }
+    fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.site.runtime.as_ref()
+    }
+}
+
+impl<T: Send + 'static> Task for Job<T> {
+    fn run(self: Arc<Self>, pool: &Inner) -> bool {
+        let Some(func) = self.core.try_start() else {
+            return false;
+        };
+        pool.job_started();
+        let started = Instant::now();
+        pool.queue_wait
+            .record(started.saturating_duration_since(self.site.called_at));
+        let info: Arc<dyn JobInfo> = self.clone();
+        let outcome = crate::job::enter(info, || catch_unwind(AssertUnwindSafe(func)));
+        pool.run_time.record(started.elapsed());
+        let outcome = outcome.map_err(|payload| {
+            let message = panic_message(&*payload);
+            drop_quietly(payload);
+            message
+        });
+        // Room first, so a caller that resubmits as soon as it wakes finds it.
+        self.release_permit();
+        let panicked = outcome.is_err();
+        match self.core.complete(outcome) {
+            Ok(()) => {
+                pool.count_finished(panicked);
+                self.waker.wake();
+            }
+            // Abandoned: nobody will read it; drop it here, on the pool thread.
+            Err(unread) => drop_quietly(unread),
+        }
+        true
+    }
+
+    fn cancel_by_pool(&self, pool: &Inner, by: EndedBy) -> bool {
+        let Ok(func) = self.core.cancel(by) else {
+            return false;
+        };
+        pool.job_left_queue();
+        self.release_permit();
+        drop_quietly(func);
+        pool.count_ended_by_pool(by);
+        if self.detached {
+            pool.report_detached_failure(self.pool_error(by, Phase::Queued));
+        }
+        self.waker.wake();
+        true
+    }
+
+    fn try_abandon_by_pool(&self) -> bool {
+        let abandoned = self.core.abandon(EndedBy::Shutdown).is_ok();
+        if abandoned {
+            self.waker.wake();
+        }
+        abandoned
+    }
+
+    fn status(&self) -> Status {
+        self.core.status()
+    }
+
+    fn was_abandon_budgeted(&self) -> bool {
+        self.abandon_budgeted.load(Ordering::Acquire)
+    }
+
+    fn mark_abandon_budgeted(&self) {
+        self.abandon_budgeted.store(true, Ordering::Release);
+    }
+
+    fn release_permit(&self) {
+        let permit = lock(&self.permit).take();
+        drop(permit);
+    }
+}
+
+/// The message of a panic payload, as `std` would print it.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Drops a value whose `Drop` is user code, so a panicking destructor cannot
+/// take a pool thread or the caller's task down with it.
+pub(crate) fn drop_quietly<V>(value: V) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        // The payload's own destructor is user code too; leak it rather than
+        // risk a panic in this recovery path.
+        std::mem::forget(payload);
+    }
+}

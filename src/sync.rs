@@ -1,0 +1,28 @@
+//! The primitives the job state machine is built on, switchable to loom.
+//!
+//! Under `--cfg loom` these resolve to loom's model-checked versions so the
+//! transitions in `pool::state` can be explored exhaustively; otherwise they
+//! are the std types. Only the state machine goes through here: the pool's
+//! scheduler uses std directly because loom cannot model OS threads parked on
+//! a real condition variable for seconds at a time.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// Locks a mutex, ignoring poisoning.
+///
+/// No crate lock is ever held while user code runs, and every critical
+/// section leaves its data consistent before anything that could panic, so a
+/// poisoned lock carries no broken invariant and recovering it is sound.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
