@@ -51,7 +51,10 @@ pub struct OutcomeCounters {
     pub completed: u64,
     /// Jobs that panicked.
     pub panicked: u64,
-    /// Calls whose deadline passed before the job started (it never ran).
+    /// Calls whose deadline passed while they waited for room in a full
+    /// queue (never accepted, never ran).
+    pub timed_out_waiting_for_room: u64,
+    /// Calls whose deadline passed while the job was queued (it never ran).
     pub timed_out_queued: u64,
     /// Calls whose deadline passed while the job ran (the job was abandoned).
     pub timed_out_running: u64,

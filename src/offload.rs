@@ -200,6 +200,9 @@ impl<T: Send + 'static> Future for Offload<T> {
                     }
                 },
                 State::Submitted { job, pool } => {
+                    // Take part in tokio's cooperative budget like tokio's own
+                    // handles do, so a loop over ready offloads yields.
+                    let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
                     job.register(cx);
                     let status = job.core().status();
                     let result = match status {
@@ -222,7 +225,10 @@ impl<T: Send + 'static> Future for Offload<T> {
                                 return Poll::Pending;
                             }
                             match pool.give_up(job, GiveUp::Timeout) {
-                                Ok(phase) => Err(job.error(ErrorKind::Timeout).with_phase(phase)),
+                                Ok(phase) => Err(job
+                                    .error(ErrorKind::Timeout)
+                                    .with_phase(phase)
+                                    .with_stuck_threads(pool.stuck_threads())),
                                 // The worker is storing the value and will wake us.
                                 Err(Status::Completing) => return Poll::Pending,
                                 // Finished or ended by the pool meanwhile: read it.
@@ -230,6 +236,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                             }
                         }
                     };
+                    coop.made_progress();
                     *this.state = State::Done;
                     return Poll::Ready(result);
                 }

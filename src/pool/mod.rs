@@ -137,6 +137,7 @@ struct Shared {
 struct Counters {
     completed: AtomicU64,
     panicked: AtomicU64,
+    timed_out_waiting_for_room: AtomicU64,
     timed_out_queued: AtomicU64,
     timed_out_running: AtomicU64,
     cancelled_queued: AtomicU64,
@@ -651,6 +652,7 @@ impl Inner {
             outcomes: OutcomeCounters {
                 completed: load(&c.completed),
                 panicked: load(&c.panicked),
+                timed_out_waiting_for_room: load(&c.timed_out_waiting_for_room),
                 timed_out_queued: load(&c.timed_out_queued),
                 timed_out_running: load(&c.timed_out_running),
                 cancelled_queued: load(&c.cancelled_queued),
