@@ -70,3 +70,8 @@ mod sync;
 pub use error::{ConfigError, Error, ErrorKind, Phase};
 pub use offload::{Batch, Offload, TryBatch, default_pool, offload, offload_timeout};
 pub use pool::BlockingPool;
+
+// The README's snippets are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -168,7 +168,7 @@ fn upper_bound_of(index: usize) -> u64 {
     base.saturating_add((sub + 1).saturating_mul(width)) - 1
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(colorseam_loom)))]
 mod tests {
     use super::*;
 

@@ -1,19 +1,19 @@
 //! The primitives the job state machine is built on, switchable to loom.
 //!
-//! Under `--cfg loom` these resolve to loom's model-checked versions so the
+//! Under `--cfg colorseam_loom` these resolve to loom's model-checked versions so the
 //! transitions in `pool::state` can be explored exhaustively; otherwise they
 //! are the std types. Only the state machine goes through here: the pool's
 //! scheduler uses std directly because loom cannot model OS threads parked on
 //! a real condition variable for seconds at a time.
 
-#[cfg(loom)]
+#[cfg(colorseam_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
-#[cfg(loom)]
+#[cfg(colorseam_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
-#[cfg(not(loom))]
+#[cfg(not(colorseam_loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(colorseam_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 /// Locks a mutex, ignoring poisoning.
@@ -22,6 +22,13 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 /// section leaves its data consistent before anything that could panic, so a
 /// poisoned lock carries no broken invariant and recovering it is sound.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`lock`] for the std mutexes of the scheduler, which loom does not model.
+pub(crate) fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -40,7 +40,7 @@ pub use shutdown::{QueuedWork, Shutdown, ShutdownOptions, ShutdownReport};
 
 use crate::error::{Error, ErrorKind, Phase};
 use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, ThreadMetrics};
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 use state::{EndedBy, Status};
 use task::{BoxFn, CallSite, Job, Task};
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::Inner;
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 
 /// What shutdown does with jobs that are queued but not started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -157,9 +157,9 @@ fn decode(state: u8) -> Status {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, colorseam_loom))]
 mod loom_models {
-    //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
+    //! Run with `RUSTFLAGS="--cfg colorseam_loom" cargo test --release --lib loom`.
     use super::*;
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;

@@ -14,7 +14,7 @@ use super::Inner;
 use super::state::{EndedBy, JobCore, Status};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::job::JobInfo;
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 
 pub(crate) type BoxFn<T> = Box<dyn FnOnce() -> T + Send>;
 
