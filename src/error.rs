@@ -207,12 +207,10 @@ impl fmt::Display for Error {
             write!(f, " while {phase}")?;
         }
         write!(f, " in pool {:?}", &*inner.pool)?;
-        if inner.stuck_threads > 0 {
-            write!(
-                f,
-                " ({} threads are stuck in abandoned calls)",
-                inner.stuck_threads
-            )?;
+        match inner.stuck_threads {
+            0 => {}
+            1 => write!(f, " (1 thread is stuck in an abandoned call)")?,
+            n => write!(f, " ({n} threads are stuck in abandoned calls)")?,
         }
         write!(f, " (called at {})", inner.location)
     }
