@@ -165,7 +165,7 @@ fn upper_bound_of(index: usize) -> u64 {
     let sub = (index % SUB_BUCKETS) as u64;
     let base = 1u64 << octave;
     let width = base >> SUB_BUCKET_BITS;
-    base.saturating_add((sub + 1).saturating_mul(width)) - 1
+    base.saturating_add((sub + 1) * width - 1)
 }
 
 #[cfg(all(test, not(colorseam_loom)))]
