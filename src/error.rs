@@ -26,6 +26,10 @@ pub enum ErrorKind {
     NoRuntime,
     /// A detached job returned an error of its own; see `source()`.
     Job,
+    /// A blocking entry point (`block_on` and the adapters built on it) was
+    /// called from inside an async task, where blocking would freeze the
+    /// runtime. `.await` the future instead.
+    AsyncContext,
 }
 
 impl ErrorKind {
@@ -40,6 +44,10 @@ impl ErrorKind {
                 "cannot enforce its deadline: polled outside a tokio runtime; await it inside one"
             }
             ErrorKind::Job => "failed",
+            ErrorKind::AsyncContext => {
+                "was refused: called inside an async task, where blocking would freeze the \
+                 runtime; `.await` the future instead"
+            }
         }
     }
 }
@@ -85,6 +93,7 @@ pub struct Error {
 
 struct Inner {
     kind: ErrorKind,
+    operation: &'static str,
     pool: std::sync::Arc<str>,
     location: &'static Location<'static>,
     elapsed: Duration,
@@ -104,6 +113,7 @@ impl Error {
         Error {
             inner: Box::new(Inner {
                 kind,
+                operation: "offload",
                 pool,
                 location,
                 elapsed,
@@ -113,6 +123,12 @@ impl Error {
                 source: None,
             }),
         }
+    }
+
+    /// Names the entry point that failed (`"offload"` unless set).
+    pub(crate) fn with_operation(mut self, operation: &'static str) -> Self {
+        self.inner.operation = operation;
+        self
     }
 
     pub(crate) fn with_phase(mut self, phase: Phase) -> Self {
@@ -160,6 +176,18 @@ impl Error {
         self.inner.kind == ErrorKind::ShutDown
     }
 
+    /// True if a blocking entry point was refused because it was called
+    /// from inside an async task.
+    pub fn is_async_context(&self) -> bool {
+        self.inner.kind == ErrorKind::AsyncContext
+    }
+
+    /// The entry point that failed: `"offload"`, `"block_on"`, or an
+    /// adapter's operation.
+    pub fn operation(&self) -> &'static str {
+        self.inner.operation
+    }
+
     /// Where the job was when the call ended, if it got that far.
     pub fn phase(&self) -> Option<Phase> {
         self.inner.phase
@@ -170,7 +198,8 @@ impl Error {
         self.inner.elapsed
     }
 
-    /// The name of the pool (or adapter) the call went to.
+    /// The name of the pool or adapter the call went to; empty for a bare
+    /// `block_on`.
     pub fn pool(&self) -> &str {
         &self.inner.pool
     }
@@ -195,7 +224,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
-        write!(f, "offload {}", inner.kind.describe())?;
+        write!(f, "{} {}", inner.operation, inner.kind.describe())?;
         if let Some(message) = &inner.panic_message {
             write!(f, " with `{}`", message.escape_debug())?;
         }
@@ -206,7 +235,14 @@ impl fmt::Display for Error {
         if let Some(phase) = inner.phase {
             write!(f, " while {phase}")?;
         }
-        write!(f, " in pool {:?}", &*inner.pool)?;
+        if !inner.pool.is_empty() {
+            let what = if inner.operation == "offload" {
+                "pool"
+            } else {
+                "adapter"
+            };
+            write!(f, " in {what} {:?}", &*inner.pool)?;
+        }
         match inner.stuck_threads {
             0 => {}
             1 => write!(f, " (1 thread is stuck in an abandoned call)")?,
@@ -221,6 +257,7 @@ impl fmt::Debug for Error {
         let inner = &*self.inner;
         f.debug_struct("Error")
             .field("kind", &inner.kind)
+            .field("operation", &inner.operation)
             .field("pool", &inner.pool)
             .field("location", &format_args!("{}", inner.location))
             .field("elapsed", &inner.elapsed)

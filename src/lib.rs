@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod bridge;
 mod error;
 pub mod job;
 pub mod metrics;
@@ -67,6 +68,10 @@ mod offload;
 pub mod pool;
 mod sync;
 
+pub use bridge::{
+    CallerContext, RuntimeFlavor, block_on, block_on_deadline, block_on_in_place, block_on_timeout,
+    context,
+};
 pub use error::{ConfigError, Error, ErrorKind, Phase};
 pub use offload::{Batch, Offload, TryBatch, default_pool, offload, offload_timeout};
 pub use pool::BlockingPool;

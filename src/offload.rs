@@ -115,6 +115,20 @@ impl<T: Send + 'static> Offload<T> {
                 deadline,
             ))),
         };
+        if let Some(inbox) = crate::bridge::nested_inbox_for(pool) {
+            // A pool thread of this very pool is waiting in `block_on` for
+            // the future that makes this call: it runs the job itself, so
+            // the sandwich cannot deadlock on a saturated pool.
+            pool.job_queued_nested();
+            inbox.push(job.clone());
+            return Offload {
+                state: State::Submitted {
+                    job,
+                    pool: pool.clone(),
+                },
+                sleep,
+            };
+        }
         let state = match pool.admission.clone().try_acquire_owned() {
             Ok(permit) => {
                 job.set_permit(permit);

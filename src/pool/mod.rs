@@ -147,6 +147,20 @@ struct Counters {
     detached_failures: AtomicU64,
 }
 
+thread_local! {
+    /// The pool this thread works for, if it is a pool thread.
+    static WORKER_OF: std::cell::RefCell<Option<std::sync::Weak<Inner>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The pool the current thread works for.
+pub(crate) fn current_worker_pool() -> Option<Arc<Inner>> {
+    WORKER_OF
+        .try_with(|w| w.borrow().as_ref().and_then(std::sync::Weak::upgrade))
+        .ok()
+        .flatten()
+}
+
 /// Why a caller stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GiveUp {
@@ -415,6 +429,7 @@ impl Inner {
     }
 
     fn worker_loop(self: Arc<Self>, slot: usize) {
+        WORKER_OF.with(|w| *w.borrow_mut() = Some(Arc::downgrade(&self)));
         let mut shared = lock(&self.shared);
         'work: loop {
             while let Some(job) = shared.queue.pop_front() {
@@ -480,6 +495,13 @@ impl Inner {
             }
         }
         false
+    }
+
+    /// Counts a job handed straight to a waiting pool thread's inbox: it is
+    /// queued (there) without taking a permit, since it runs on a thread
+    /// that already holds one.
+    pub(crate) fn job_queued_nested(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn job_started(&self) {

@@ -1,0 +1,630 @@
+//! Async work for sync callers: `block_on` that is right in every calling
+//! context, the bridge runtime, and the caller-context query.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+
+use crate::error::{Error, ErrorKind, Phase};
+use crate::pool::Inner;
+use crate::pool::task::{Task, panic_message};
+use crate::sync::lock_std;
+
+/// The flavor of a tokio runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RuntimeFlavor {
+    /// `new_current_thread`: one thread drives every task.
+    CurrentThread,
+    /// `new_multi_thread`: a pool of workers.
+    MultiThread,
+    /// A flavor this version of colorseam does not know.
+    Other,
+}
+
+impl From<tokio::runtime::RuntimeFlavor> for RuntimeFlavor {
+    fn from(flavor: tokio::runtime::RuntimeFlavor) -> Self {
+        match flavor {
+            tokio::runtime::RuntimeFlavor::CurrentThread => RuntimeFlavor::CurrentThread,
+            tokio::runtime::RuntimeFlavor::MultiThread => RuntimeFlavor::MultiThread,
+            _ => RuntimeFlavor::Other,
+        }
+    }
+}
+
+/// Where the calling code runs, as far as colorseam can tell.
+///
+/// colorseam knows its own threads exactly (pool threads, the bridge
+/// runtime, code it is driving). For other threads it infers from tokio's
+/// public state: whether a runtime handle is current, and whether that
+/// runtime is already being driven on this thread. It cannot tell a tokio
+/// worker from a `Runtime::block_on` caller (both are async contexts, and
+/// both are reported as [`AsyncWorker`](CallerContext::AsyncWorker)), nor a
+/// `spawn_blocking` thread from a plain thread that entered a runtime with
+/// `Handle::enter` (both are [`BlockingThread`](CallerContext::BlockingThread)),
+/// and it cannot see runtimes other than tokio's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallerContext {
+    /// No tokio runtime is current: a plain thread. Blocking is fine.
+    NoRuntime,
+    /// Inside a tokio runtime that this thread drives: an async task on a
+    /// worker, a `block_on` future, or a `LocalSet`. Blocking here freezes
+    /// the runtime.
+    AsyncWorker {
+        /// The runtime's flavor.
+        flavor: RuntimeFlavor,
+    },
+    /// A tokio runtime is current but not driven by this thread: a
+    /// `spawn_blocking` thread, or a thread holding `Handle::enter`.
+    /// Blocking is fine.
+    BlockingThread {
+        /// The runtime's flavor.
+        flavor: RuntimeFlavor,
+    },
+    /// A colorseam pool thread running a job. Blocking is fine.
+    PoolThread {
+        /// The pool's name.
+        pool: String,
+    },
+    /// A worker of colorseam's bridge runtime: an async context.
+    BridgeThread,
+    /// Inside a future that colorseam's `block_on` is polling on this
+    /// thread: an async context.
+    InsideBlockOn,
+}
+
+impl CallerContext {
+    /// True where a blocking call would freeze an async runtime.
+    pub fn is_async(&self) -> bool {
+        matches!(
+            self,
+            CallerContext::AsyncWorker { .. }
+                | CallerContext::BridgeThread
+                | CallerContext::InsideBlockOn
+        )
+    }
+}
+
+thread_local! {
+    /// Set while colorseam polls a future on this thread.
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread probes tokio and expects a panic.
+    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
+    /// The inbox of the pool thread waiting in `block_on` on this thread.
+    static NESTED_INBOX: RefCell<Option<Arc<Inbox>>> = const { RefCell::new(None) };
+    /// The waker of this thread's executor, built once.
+    static SIGNAL: (Arc<Signal>, Waker) = {
+        let signal = Arc::new(Signal {
+            thread: std::thread::current(),
+            woken: AtomicBool::new(false),
+        });
+        let waker = Waker::from(signal.clone());
+        (signal, waker)
+    };
+}
+
+tokio::task_local! {
+    /// The same inbox, carried into a future spawned by `block_on_timeout`
+    /// from a pool thread, so nested offloads made there find it too.
+    static SPAWNED_INBOX: Arc<Inbox>;
+}
+
+/// Where a pool thread waiting in `block_on` takes nested jobs for its own
+/// pool, so an async → sync → async sandwich never needs a second slot.
+pub(crate) struct Inbox {
+    pub(crate) pool: Arc<Inner>,
+    jobs: Mutex<VecDeque<Arc<dyn Task>>>,
+    thread: Thread,
+}
+
+impl Inbox {
+    pub(crate) fn push(&self, job: Arc<dyn Task>) {
+        lock_std(&self.jobs).push_back(job);
+        self.thread.unpark();
+    }
+
+    fn run_pending(&self) {
+        loop {
+            let Some(job) = lock_std(&self.jobs).pop_front() else {
+                return;
+            };
+            job.run(&self.pool);
+        }
+    }
+}
+
+/// The inbox to use for a nested offload to `pool` made on this thread or
+/// inside a future spawned by a waiting pool thread, if any.
+pub(crate) fn nested_inbox_for(pool: &Arc<Inner>) -> Option<Arc<Inbox>> {
+    let inbox = NESTED_INBOX
+        .try_with(|i| i.borrow().clone())
+        .ok()
+        .flatten()
+        .or_else(|| SPAWNED_INBOX.try_with(Arc::clone).ok())?;
+    Arc::ptr_eq(&inbox.pool, pool).then_some(inbox)
+}
+
+struct Signal {
+    thread: Thread,
+    woken: AtomicBool,
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, Ordering::Release) {
+            self.thread.unpark();
+        }
+    }
+}
+
+/// Why driving a future stopped without its value.
+enum Stopped {
+    Elapsed,
+    Panicked(String),
+}
+
+/// Polls `future` to completion on this thread, parking between polls.
+/// Returns at the deadline if the future is pending then; runs nested jobs
+/// from `inbox` while waiting.
+fn drive<F: Future>(
+    future: F,
+    deadline: Option<Instant>,
+    inbox: Option<&Inbox>,
+) -> Result<F::Output, Stopped> {
+    let mut future = pin!(future);
+    SIGNAL.with(|(signal, waker)| {
+        let mut cx = Context::from_waker(waker);
+        signal.woken.store(false, Ordering::Relaxed);
+        loop {
+            DRIVING.with(|d| d.set(true));
+            let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+            DRIVING.with(|d| d.set(false));
+            match polled {
+                Ok(Poll::Ready(value)) => return Ok(value),
+                Ok(Poll::Pending) => {}
+                Err(payload) => return Err(Stopped::Panicked(panic_message(&*payload))),
+            }
+            loop {
+                if signal.woken.swap(false, Ordering::Acquire) {
+                    break;
+                }
+                if let Some(inbox) = inbox {
+                    inbox.run_pending();
+                    if signal.woken.swap(false, Ordering::Acquire) {
+                        break;
+                    }
+                }
+                match deadline {
+                    None => std::thread::park(),
+                    Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => std::thread::park_timeout(left),
+                        _ => return Err(Stopped::Elapsed),
+                    },
+                }
+            }
+        }
+    })
+}
+
+static BRIDGE: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+/// The bridge runtime's handle, started on first use.
+///
+/// Two worker threads named `colorseam-bridge` drive its IO and timers, so a
+/// future polled on any thread with this handle entered gets a reactor. It
+/// lives in a static and is never dropped: it cannot be dropped on an async
+/// worker, and it cannot hold up process exit (its threads are simply not
+/// joined). Two workers so that one future that blocks its thread does not
+/// stop every other caller's IO.
+pub(crate) fn bridge_handle() -> Result<Handle, String> {
+    BRIDGE
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("colorseam-bridge")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map(|rt| rt.handle().clone())
+        .map_err(Clone::clone)
+}
+
+fn is_bridge(handle: &Handle) -> bool {
+    BRIDGE
+        .get()
+        .and_then(|rt| rt.as_ref().ok())
+        .is_some_and(|rt| rt.handle().id() == handle.id())
+}
+
+/// Makes the panic hook skip panics this thread raises on purpose while it
+/// probes tokio. Installed once; chains to whatever hook was there.
+fn install_quiet_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, which may panic on purpose, without printing its panic.
+fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    install_quiet_hook();
+    QUIET_PANICS.with(|q| q.set(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(false));
+    result
+}
+
+/// True if this thread is already driving `handle`'s runtime (a worker, a
+/// `block_on` caller or a `LocalSet`). tokio keeps this private; the one
+/// public operation that depends on it, entering the runtime again, panics
+/// exactly then, so colorseam asks it with a ready future.
+fn drives_runtime(handle: &Handle) -> bool {
+    quietly(|| handle.block_on(std::future::ready(()))).is_err()
+}
+
+/// Where the calling code runs. See [`CallerContext`] for what it can and
+/// cannot know.
+///
+/// # Examples
+///
+/// ```
+/// use colorseam::CallerContext;
+///
+/// assert_eq!(colorseam::context(), CallerContext::NoRuntime);
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// rt.block_on(async {
+///     assert!(colorseam::context().is_async());
+/// });
+/// ```
+pub fn context() -> CallerContext {
+    if DRIVING.try_with(Cell::get).unwrap_or(false) {
+        return CallerContext::InsideBlockOn;
+    }
+    if let Some(job) = crate::job::current() {
+        return CallerContext::PoolThread {
+            pool: job.pool().to_owned(),
+        };
+    }
+    match Handle::try_current() {
+        Err(_) => CallerContext::NoRuntime,
+        Ok(handle) => {
+            let flavor = handle.runtime_flavor().into();
+            if !drives_runtime(&handle) {
+                CallerContext::BlockingThread { flavor }
+            } else if is_bridge(&handle) {
+                CallerContext::BridgeThread
+            } else {
+                CallerContext::AsyncWorker { flavor }
+            }
+        }
+    }
+}
+
+/// How a blocking entry point treats an async caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnWorker {
+    Refuse,
+    BlockInPlace,
+}
+
+fn error(
+    kind: ErrorKind,
+    name: &Arc<str>,
+    operation: &'static str,
+    location: &'static Location<'static>,
+    started: Instant,
+) -> Error {
+    Error::new(kind, name.clone(), location, started.elapsed()).with_operation(operation)
+}
+
+/// The shared engine behind `block_on`, `block_on_in_place` and the
+/// adapters: picks the runtime and thread by calling context.
+pub(crate) struct Call {
+    pub(crate) name: Arc<str>,
+    pub(crate) operation: &'static str,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) started: Instant,
+}
+
+impl Call {
+    #[track_caller]
+    pub(crate) fn new(name: Arc<str>, operation: &'static str) -> Self {
+        Call {
+            name,
+            operation,
+            location: Location::caller(),
+            started: Instant::now(),
+        }
+    }
+
+    fn error(&self, kind: ErrorKind) -> Error {
+        error(
+            kind,
+            &self.name,
+            self.operation,
+            self.location,
+            self.started,
+        )
+    }
+
+    fn stopped(&self, stopped: Stopped) -> Error {
+        match stopped {
+            Stopped::Elapsed => self.error(ErrorKind::Timeout).with_phase(Phase::Running),
+            Stopped::Panicked(message) => self
+                .error(ErrorKind::Panicked)
+                .with_phase(Phase::Running)
+                .with_panic_message(message),
+        }
+    }
+
+    /// Drives `future` on this thread (it need not be `Send`). The deadline
+    /// is honoured whenever the future yields.
+    fn run_here<F: Future>(&self, future: F, on_worker: OnWorker) -> Result<F::Output, Error> {
+        let context = context();
+        match context {
+            CallerContext::NoRuntime => {
+                let handle = bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?;
+                let _entered = handle.enter();
+                drive(future, None, None).map_err(|s| self.stopped(s))
+            }
+            CallerContext::BlockingThread { .. } => {
+                drive(future, None, None).map_err(|s| self.stopped(s))
+            }
+            CallerContext::PoolThread { .. } => self.run_on_pool_thread(future),
+            CallerContext::AsyncWorker {
+                flavor: RuntimeFlavor::MultiThread,
+            } if on_worker == OnWorker::BlockInPlace => {
+                // `block_in_place` itself refuses inside a `LocalSet`, by
+                // panicking; that panic is the refusal, not the future's.
+                let mut future = Some(future);
+                match quietly(|| {
+                    tokio::task::block_in_place(|| {
+                        let future = future.take().expect("block_in_place runs its closure once");
+                        drive(future, None, None)
+                    })
+                }) {
+                    Ok(result) => result.map_err(|s| self.stopped(s)),
+                    Err(_refused) => Err(self.error(ErrorKind::AsyncContext)),
+                }
+            }
+            _ => Err(self.error(ErrorKind::AsyncContext)),
+        }
+    }
+
+    fn run_on_pool_thread<F: Future>(&self, future: F) -> Result<F::Output, Error> {
+        let handle = match crate::job::current().and_then(|job| job.runtime().cloned()) {
+            Some(handle) => handle,
+            None => bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?,
+        };
+        let _entered = handle.enter();
+        let Some(pool) = crate::pool::current_worker_pool() else {
+            return drive(future, None, None).map_err(|s| self.stopped(s));
+        };
+        let inbox = Arc::new(Inbox {
+            pool,
+            jobs: Mutex::new(VecDeque::new()),
+            thread: std::thread::current(),
+        });
+        let previous = NESTED_INBOX.with(|i| i.replace(Some(inbox.clone())));
+        let result = drive(future, None, Some(&inbox));
+        NESTED_INBOX.with(|i| *i.borrow_mut() = previous);
+        inbox.run_pending(); // nothing may be left behind in a dead inbox
+        result.map_err(|s| self.stopped(s))
+    }
+
+    /// Runs `future` on a runtime (never on this thread) and waits for it
+    /// until `deadline`, whatever the future does; at the deadline the
+    /// future is cancelled on the runtime that owns it.
+    pub(crate) fn run_until<F>(
+        &self,
+        future: F,
+        deadline: Option<Instant>,
+    ) -> Result<F::Output, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Some(deadline) = deadline else {
+            return self.run_here(future, OnWorker::Refuse);
+        };
+        let (handle, inbox) = match context() {
+            CallerContext::NoRuntime => (
+                bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?,
+                None,
+            ),
+            CallerContext::BlockingThread { .. } => (Handle::current(), None),
+            CallerContext::PoolThread { .. } => {
+                let handle = match crate::job::current().and_then(|job| job.runtime().cloned()) {
+                    Some(handle) => handle,
+                    None => bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?,
+                };
+                let inbox = crate::pool::current_worker_pool().map(|pool| {
+                    Arc::new(Inbox {
+                        pool,
+                        jobs: Mutex::new(VecDeque::new()),
+                        thread: std::thread::current(),
+                    })
+                });
+                (handle, inbox)
+            }
+            _ => return Err(self.error(ErrorKind::AsyncContext)),
+        };
+        let task = match &inbox {
+            Some(inbox) => handle.spawn(SPAWNED_INBOX.scope(inbox.clone(), future)),
+            None => handle.spawn(future),
+        };
+        let abort = task.abort_handle();
+        let result = drive(task, Some(deadline), inbox.as_deref());
+        if let Some(inbox) = &inbox {
+            inbox.run_pending();
+        }
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(join_error)) if join_error.is_panic() => {
+                let message = panic_message(&*join_error.into_panic());
+                Err(self
+                    .error(ErrorKind::Panicked)
+                    .with_phase(Phase::Running)
+                    .with_panic_message(message))
+            }
+            // Cancelled without us asking: its runtime shut down.
+            Ok(Err(_cancelled)) => Err(self.error(ErrorKind::ShutDown).with_phase(Phase::Running)),
+            Err(stopped) => {
+                abort.abort();
+                Err(self.stopped(stopped))
+            }
+        }
+    }
+}
+
+/// Runs a future to completion from sync code, correctly in every calling
+/// context, and returns its output.
+///
+/// | caller | what happens |
+/// | --- | --- |
+/// | plain thread | the future is polled on this thread with colorseam's bridge runtime entered, so tokio IO and timers work; the future need not be `Send` |
+/// | `spawn_blocking` thread (or `Handle::enter`) | polled here, against the current runtime |
+/// | colorseam pool thread | polled here against the runtime of the async caller that submitted the job (else the bridge); nested offloads to the same pool run on this thread while it waits, so async → sync → async never needs a second slot |
+/// | async task, `block_on` future, `LocalSet` (any flavor) | refused with [`ErrorKind::AsyncContext`]: `.await` instead |
+///
+/// # Errors
+///
+/// [`Error::is_async_context`] when called from async code;
+/// [`Error::is_panic`] if the future panicked (it is dropped first);
+/// [`ErrorKind::SpawnFailed`] if the bridge runtime could not start.
+///
+/// # Panics
+///
+/// None of its own. To tell an async worker from a blocking thread it asks
+/// tokio a question whose "yes" is a caught panic; colorseam installs a panic
+/// hook, once, that keeps that probe quiet and forwards every other panic to
+/// the hook that was there before.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// // A plain `fn main`, no `#[tokio::main]`: timers work.
+/// let value = colorseam::block_on(async {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+///     "slept"
+/// })
+/// .unwrap();
+/// assert_eq!(value, "slept");
+///
+/// // From async code, a typed error instead of a panic or a deadlock.
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let err = rt.block_on(async { colorseam::block_on(async { 1 }) }).unwrap_err();
+/// assert!(err.is_async_context());
+/// ```
+#[track_caller]
+pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
+    Call::new(Arc::from(""), "block_on").run_here(future.into_future(), OnWorker::Refuse)
+}
+
+/// [`block_on`] with a deadline `timeout` from now that releases the caller
+/// even if the future never yields.
+///
+/// The future runs on a runtime thread, not the caller's (the bridge
+/// runtime, the current runtime on a `spawn_blocking` thread, or the
+/// submitting caller's runtime on a pool thread), which is why it must be
+/// `Send + 'static`. The caller waits with a timed park; at the deadline it
+/// returns and the future is cancelled on the runtime that owns it (at its
+/// next yield, if it ever yields).
+///
+/// # Errors
+///
+/// As [`block_on`], plus [`Error::is_timeout`] at the deadline, and
+/// [`ErrorKind::ShutDown`] if the runtime it ran on shut down.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let err = colorseam::block_on_timeout(
+///     std::future::pending::<()>(),
+///     Duration::from_millis(20),
+/// )
+/// .unwrap_err();
+/// assert!(err.is_timeout());
+/// ```
+#[track_caller]
+pub fn block_on_timeout<F>(future: F, timeout: Duration) -> Result<F::Output, Error>
+where
+    F: IntoFuture,
+    F::IntoFuture: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let call = Call::new(Arc::from(""), "block_on");
+    let deadline = call.started.checked_add(timeout);
+    match deadline {
+        Some(deadline) => call.run_until(future.into_future(), Some(deadline)),
+        None => call.run_until(future.into_future(), Some(far_future())),
+    }
+}
+
+/// [`block_on_timeout`] with an absolute deadline.
+#[track_caller]
+pub fn block_on_deadline<F>(future: F, deadline: Instant) -> Result<F::Output, Error>
+where
+    F: IntoFuture,
+    F::IntoFuture: Send + 'static,
+    F::Output: Send + 'static,
+{
+    Call::new(Arc::from(""), "block_on").run_until(future.into_future(), Some(deadline))
+}
+
+/// [`block_on`], except that on a multi-thread runtime's worker it blocks in
+/// place with [`tokio::task::block_in_place`] instead of refusing.
+///
+/// This is the explicit opt-in for code that must block inside a runtime.
+/// Other tasks on this worker move to another worker first; the runtime
+/// loses a worker while the future runs. A current-thread runtime has no
+/// other worker, and a `LocalSet` cannot give its tasks away, so both are
+/// still refused.
+///
+/// # Errors
+///
+/// As [`block_on`]; [`Error::is_async_context`] on a current-thread runtime
+/// or in a `LocalSet`.
+#[track_caller]
+pub fn block_on_in_place<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
+    Call::new(Arc::from(""), "block_on").run_here(future.into_future(), OnWorker::BlockInPlace)
+}
+
+/// A deadline far enough away to mean "none" without overflowing.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(86_400 * 365 * 30))
+        .unwrap_or(now)
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox").finish_non_exhaustive()
+    }
+}
