@@ -359,6 +359,25 @@ impl Call {
         }
     }
 
+    /// A call made at a call site recorded earlier (an adapter's constructor).
+    pub(crate) fn at(
+        name: Arc<str>,
+        operation: &'static str,
+        location: &'static Location<'static>,
+    ) -> Self {
+        Call {
+            name,
+            operation,
+            location,
+            started: Instant::now(),
+        }
+    }
+
+    /// [`block_on`]'s rules, for the adapters.
+    pub(crate) fn block_here<F: Future>(&self, future: F) -> Result<F::Output, Error> {
+        self.run_here(future, OnWorker::Refuse)
+    }
+
     fn error(&self, kind: ErrorKind) -> Error {
         error(
             kind,

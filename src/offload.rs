@@ -120,6 +120,7 @@ impl<T: Send + 'static> Offload<T> {
             // the future that makes this call: it runs the job itself, so
             // the sandwich cannot deadlock on a saturated pool.
             pool.job_queued_nested();
+            job.mark_nested();
             inbox.push(job.clone());
             return Offload {
                 state: State::Submitted {

@@ -27,7 +27,7 @@ pub(crate) mod task;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -430,30 +430,42 @@ impl Inner {
 
     fn worker_loop(self: Arc<Self>, slot: usize) {
         WORKER_OF.with(|w| *w.borrow_mut() = Some(Arc::downgrade(&self)));
+        // The last job this thread ran. Its `Arc` may be the last one, and
+        // dropping it runs user code (the value's `Drop`), so it is only ever
+        // dropped with the pool lock released.
+        let mut finished: Option<Arc<dyn Task>> = None;
         let mut shared = lock(&self.shared);
         'work: loop {
             while let Some(job) = shared.queue.pop_front() {
                 shared.busy += 1;
                 shared.running[slot] = Some(job.clone());
                 drop(shared);
-                let ran = job.clone().run(&self);
+                task::drop_quietly(finished.take());
+                // `run` catches the job's panics; this catches the rest (a
+                // waker whose `wake` panics) so the thread and its
+                // accounting survive either way.
+                let ran = catch_unwind(AssertUnwindSafe(|| job.clone().run(&self))).unwrap_or(true);
                 shared = lock(&self.shared);
                 shared.running[slot] = None;
                 shared.busy -= 1;
-                if ran {
-                    let leave = self.after_run(&mut shared, &*job);
-                    drop(job);
-                    if leave {
-                        break 'work;
-                    }
-                }
+                let leave = ran && self.after_run(&mut shared, &*job);
+                finished = Some(job);
                 if shared.shutdown {
                     self.notify_if_settled(&shared);
+                }
+                if leave {
+                    break 'work;
                 }
             }
             if shared.shutdown {
                 shared.active_threads -= 1;
                 break 'work;
+            }
+            if finished.is_some() {
+                drop(shared);
+                task::drop_quietly(finished.take());
+                shared = lock(&self.shared);
+                continue 'work;
             }
             shared.idle += 1;
             loop {
@@ -477,6 +489,8 @@ impl Inner {
         }
         shared.free_slots.push(slot);
         self.notify_if_settled(&shared);
+        drop(shared);
+        task::drop_quietly(finished);
     }
 
     /// Bookkeeping after a job returned. True if this thread should exit.
@@ -485,8 +499,10 @@ impl Inner {
             if job.was_abandon_budgeted() {
                 shared.abandoned_budgeted -= 1;
                 // This thread left the active count when it was abandoned;
-                // it rejoins only if that keeps the bound.
-                if shared.shutdown || shared.active_threads >= self.config.max_threads {
+                // it rejoins only if that keeps the bound, and during
+                // shutdown only if queued work still needs a thread.
+                let needed = !shared.shutdown || self.queued.load(Ordering::Relaxed) > 0;
+                if !needed || shared.active_threads >= self.config.max_threads {
                     return true;
                 }
                 shared.active_threads += 1;
@@ -533,6 +549,18 @@ impl Inner {
                 counter.fetch_add(1, Ordering::Relaxed);
                 Ok(Phase::Queued)
             }
+            Err(Status::Running) if job.is_nested() => {
+                // Run by a pool thread waiting in `block_on` for its own
+                // job: that thread stays busy with the outer job, so there
+                // is no thread to account for, only the outcome.
+                job.core().abandon(EndedBy::Caller)?;
+                let counter = match why {
+                    GiveUp::Timeout => &self.counters.timed_out_running,
+                    GiveUp::Dropped => &self.counters.cancelled_running,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(Phase::Running)
+            }
             Err(Status::Running) => {
                 let mut shared = lock(&self.shared);
                 // Under the lock so the worker's `after_run` sees the
@@ -553,10 +581,11 @@ impl Inner {
                     abandoned = shared.abandoned_budgeted + shared.abandoned_over,
                     "colorseam abandoned a running job: {why:?}"
                 );
+                // Replace the abandoned thread if queued work needs one;
+                // during a run-queued shutdown too, or that work is stranded.
                 if self.queued.load(Ordering::Relaxed) > 0
                     && shared.idle == 0
                     && shared.active_threads < self.config.max_threads
-                    && !shared.shutdown
                 {
                     self.spawn_worker(shared);
                 }
@@ -626,7 +655,7 @@ impl Inner {
 
     pub(crate) fn count_timed_out_waiting_for_room(&self) {
         self.counters
-            .timed_out_queued
+            .timed_out_waiting_for_room
             .fetch_add(1, Ordering::Relaxed);
     }
 
@@ -727,20 +756,32 @@ impl Inner {
         }
     }
 
-    /// Releases the callers of every job still running, marking the jobs
-    /// cancelled. Returns how many were abandoned.
-    fn abandon_running(&self) -> usize {
+    /// At the shutdown deadline: releases the callers of every job still
+    /// running (marking the jobs cancelled) and cancels what is still
+    /// queued. Returns how many were abandoned and cancelled.
+    fn abandon_running(&self) -> (usize, usize) {
         let mut shared = lock(&self.shared);
         let running: Vec<Arc<dyn Task>> = shared.running.iter().flatten().cloned().collect();
         let mut abandoned = 0;
-        for job in running {
+        for job in &running {
             if job.try_abandon_by_pool() {
-                self.account_abandoned(&mut shared, &*job);
+                self.account_abandoned(&mut shared, &**job);
                 self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
                 abandoned += 1;
             }
         }
-        abandoned
+        // Queued work past the deadline is cancelled, not left to threads
+        // that may never come back.
+        let queued: Vec<Arc<dyn Task>> = shared.queue.drain(..).collect();
+        self.notify_if_settled(&shared);
+        drop(shared);
+        drop(running);
+        let mut cancelled = 0;
+        for job in queued {
+            cancelled += usize::from(job.cancel_by_pool(self, EndedBy::Shutdown));
+        }
+        self.notify_if_settled(&lock(&self.shared));
+        (abandoned, cancelled)
     }
 
     fn is_settled_now(&self) -> bool {

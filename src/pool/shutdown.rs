@@ -84,17 +84,17 @@ fn begin(inner: &Arc<Inner>, options: ShutdownOptions) -> Start {
 }
 
 fn finish(inner: &Inner, start: &Start) -> ShutdownReport {
-    let abandoned = if inner.is_settled_now() {
-        0
+    let (abandoned, cancelled_late) = if inner.is_settled_now() {
+        (0, 0)
     } else {
-        inner.abandon_running() as u64
+        inner.abandon_running()
     };
     ShutdownReport {
         completed: inner
             .completed_total()
             .saturating_sub(start.completed_before),
-        cancelled: start.cancelled,
-        abandoned,
+        cancelled: start.cancelled + cancelled_late as u64,
+        abandoned: abandoned as u64,
         elapsed: start.at.elapsed(),
     }
 }

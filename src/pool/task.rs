@@ -41,6 +41,9 @@ pub(crate) struct Job<T> {
     abandon_budgeted: AtomicBool,
     /// No caller waits: failures go to the error sink.
     detached: bool,
+    /// Handed to a pool thread waiting in `block_on` (its inbox) rather
+    /// than queued: it runs on a thread that is busy with another job.
+    nested: AtomicBool,
     pool_name: Arc<str>,
     pub(crate) site: CallSite,
 }
@@ -68,6 +71,7 @@ impl<T: Send + 'static> Job<T> {
             permit: StdMutex::new(None),
             abandon_budgeted: AtomicBool::new(false),
             detached,
+            nested: AtomicBool::new(false),
             pool_name,
             site,
         }
@@ -79,6 +83,14 @@ impl<T: Send + 'static> Job<T> {
 
     pub(crate) fn register(&self, cx: &Context<'_>) {
         self.waker.register(cx.waker());
+    }
+
+    pub(crate) fn mark_nested(&self) {
+        self.nested.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_nested(&self) -> bool {
+        self.nested.load(Ordering::Acquire)
     }
 
     pub(crate) fn core(&self) -> &JobCore<BoxFn<T>, Outcome<T>> {
