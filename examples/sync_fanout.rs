@@ -138,7 +138,7 @@ fn print_failures(fetched: &[Fetched]) {
     for f in fetched {
         if let Err(err) = &f.result {
             println!(
-                "  item {:>2}  {:<17} after {:>5.1?}  {err}",
+                "  item {:>2}  {:<17} after {:>7.1?}  {err}",
                 f.item,
                 category(&f.result),
                 f.took
@@ -158,7 +158,7 @@ fn print_timing(fetched: &[Fetched], wall: Duration) {
     println!("  sum of all request times     {sum:>8.1?}");
     let overlap = sum.as_secs_f64() / wall.as_secs_f64().max(f64::EPSILON);
     println!(
-        "  => the requests overlapped: wall ≈ slowest, and {overlap:.1}x less than one at a time"
+        "  => they overlapped: wall ≈ slowest; one at a time would take ≈ the sum ({overlap:.1}x)"
     );
 }
 

@@ -528,6 +528,18 @@ impl Call {
 /// | colorseam pool thread | polled here against the runtime of the async caller that submitted the job (else the bridge); nested offloads to the same pool run on this thread while it waits, so async → sync → async never needs a second slot |
 /// | async task, `block_on` future, `LocalSet` (any flavor) | refused with [`ErrorKind::AsyncContext`]: `.await` instead |
 ///
+/// Tasks the future spawns with `tokio::spawn` go to the runtime it runs
+/// against (the bridge runtime, from a plain thread). The bridge runtime
+/// lives as long as the process, so such tasks outlive the call: a server
+/// started inside one `block_on` keeps serving after it returns.
+///
+/// # Caveats
+///
+/// A few tokio futures look for a runtime when they are *created*, not when
+/// they are polled (`tokio::time::sleep`, `timeout`, `interval`), and panic
+/// outside one. Create them inside the async block that `block_on` polls:
+/// `block_on(async { sleep(d).await })`, not `block_on(sleep(d))`.
+///
 /// # Errors
 ///
 /// [`Error::is_async_context`] when called from async code;
@@ -573,6 +585,11 @@ pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
 /// `Send + 'static`. The caller waits with a timed park; at the deadline it
 /// returns and the future is cancelled on the runtime that owns it (at its
 /// next yield, if it ever yields).
+///
+/// The deadline is all or nothing: at the deadline the whole future is
+/// cancelled and only the timeout comes back. To keep partial results of a
+/// fan-out, give each branch its own, shorter `tokio::time::timeout` inside
+/// the future.
 ///
 /// # Errors
 ///

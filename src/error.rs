@@ -27,8 +27,9 @@ pub enum ErrorKind {
     /// A detached job returned an error of its own; see `source()`.
     Job,
     /// A blocking entry point (`block_on` and the adapters built on it) was
-    /// called from inside an async task, where blocking would freeze the
-    /// runtime. `.await` the future instead.
+    /// called from async code: an async task, a runtime's `block_on`, a
+    /// `LocalSet`, or a future colorseam itself is driving. Blocking there
+    /// would freeze the runtime; `.await` the future instead.
     AsyncContext,
 }
 
@@ -45,8 +46,9 @@ impl ErrorKind {
             }
             ErrorKind::Job => "failed",
             ErrorKind::AsyncContext => {
-                "was refused: called inside an async task, where blocking would freeze the \
-                 runtime; `.await` the future instead"
+                "was refused: called from async code (a task, a runtime's block_on, or a future \
+                 colorseam is driving), where blocking would freeze the runtime; `.await` the \
+                 future instead"
             }
         }
     }
@@ -231,7 +233,10 @@ impl fmt::Display for Error {
         if let Some(source) = &inner.source {
             write!(f, ": {source}")?;
         }
-        write!(f, " after {:.1?}", inner.elapsed)?;
+        // A refusal is immediate; its elapsed time is noise.
+        if inner.kind != ErrorKind::AsyncContext {
+            write!(f, " after {:.1?}", inner.elapsed)?;
+        }
         if let Some(phase) = inner.phase {
             write!(f, " while {phase}")?;
         }

@@ -48,6 +48,40 @@
 //! # }
 //! ```
 //!
+//! # block_on: async work for sync callers
+//!
+//! Sync code that must call async code gets one entry point that is right
+//! wherever it runs. [`block_on`] drives a future from a plain thread (tokio
+//! IO and timers come from a bridge runtime colorseam starts on first use),
+//! from a pool thread (against the runtime of the async caller that
+//! submitted the job; nested offloads to the same pool run on the waiting
+//! thread, so async → sync → async cannot deadlock), and from a
+//! `spawn_blocking` thread. From async code it returns
+//! [`ErrorKind::AsyncContext`] instead of panicking or freezing the runtime.
+//! [`block_on_timeout`] adds a deadline that releases the caller even if the
+//! future never yields; [`context()`] says where the code runs.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! // A plain `fn main`: no runtime built by hand.
+//! let fetched = colorseam::block_on_timeout(
+//!     async {
+//!         tokio::time::sleep(Duration::from_millis(5)).await; // needs tokio's timer
+//!         "fetched"
+//!     },
+//!     Duration::from_secs(2),
+//! )
+//! .unwrap();
+//! assert_eq!(fetched, "fetched");
+//! ```
+//!
+//! The [`adapter`] module builds on it: [`ForSync<T>`](adapter::ForSync)
+//! serves an async client to sync callers (the `reqwest::blocking`
+//! pattern), [`BlockingStream`](adapter::BlockingStream) reads a `Stream` as
+//! an `Iterator`, and [`BlockingIo`](adapter::BlockingIo) uses
+//! `AsyncRead`/`AsyncWrite` as `Read`/`Write`.
+//!
 //! # Caveats
 //!
 //! - Rust cannot stop a running thread. An abandoned job keeps its OS thread
@@ -56,6 +90,10 @@
 //!   end early.
 //! - A call with a deadline uses tokio's timer, so it must be made inside a
 //!   tokio runtime with timers enabled.
+//! - To tell async workers from blocking threads, [`context()`] asks tokio a
+//!   question whose "yes" is a caught panic. colorseam installs a panic hook,
+//!   once, that silences only that probe and forwards every other panic to
+//!   the hook that was installed before it.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

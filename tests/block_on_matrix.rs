@@ -106,7 +106,10 @@ fn check(ctx: Ctx, entry: &str, result: Result<&'static str, Error>, expect_valu
         Err(e) => {
             assert!(!expect_value, "{entry} from {ctx:?} failed: {e}");
             assert!(e.is_async_context(), "{entry} from {ctx:?}: {e}");
-            assert!(e.location().file().ends_with("block_on_matrix.rs"), "{e}");
+            assert!(
+                e.location().file().ends_with("block_on_matrix.rs"),
+                "the error names the caller's file: {e}"
+            );
             assert!(e.to_string().contains(".await"), "{e}");
         }
     }
@@ -144,6 +147,59 @@ fn block_on_in_place_also_works_on_a_multi_thread_worker_but_never_on_current_th
         let result = in_context(ctx, || colorseam::block_on_in_place(needs_timer()));
         let expect_value = blocking_is_fine(ctx) || ctx == Ctx::MultiThreadWorker;
         check(ctx, "block_on_in_place", result, expect_value);
+    }
+}
+
+#[test]
+fn for_sync_call_gives_a_value_where_blocking_is_fine_and_a_typed_error_elsewhere() {
+    let client = std::sync::Arc::new(
+        colorseam::adapter::ForSync::connect("matrix-client", async { "client" })
+            .unwrap()
+            .with_timeout(Duration::from_secs(10)),
+    );
+    for ctx in ALL {
+        let client = client.clone();
+        let result = in_context(ctx, move || client.call(|_c| needs_timer()));
+        check(ctx, "ForSync::call", result, blocking_is_fine(ctx));
+    }
+}
+
+#[test]
+fn blocking_stream_gives_items_where_blocking_is_fine_and_a_typed_error_elsewhere() {
+    for ctx in ALL {
+        let result = in_context(ctx, || {
+            let stream = futures::stream::once(needs_timer());
+            let mut items = colorseam::adapter::BlockingStream::new(stream);
+            let first = items.next().expect("one item or one error");
+            assert!(
+                items.next().is_none(),
+                "exhausted after its item or its error"
+            );
+            first
+        });
+        check(ctx, "BlockingStream", result, blocking_is_fine(ctx));
+    }
+}
+
+#[test]
+fn blocking_io_reads_where_blocking_is_fine_and_fails_with_a_typed_error_elsewhere() {
+    use std::io::Read;
+    for ctx in ALL {
+        let result = in_context(ctx, || {
+            let mut io = colorseam::adapter::BlockingIo::new(&b"timer fired"[..]);
+            let mut text = String::new();
+            match io.read_to_string(&mut text) {
+                Ok(_) => Ok("timer fired"),
+                Err(e) => {
+                    let inner = e
+                        .into_inner()
+                        .and_then(|inner| inner.downcast::<Error>().ok())
+                        .expect("the io error carries a colorseam error");
+                    Err(*inner)
+                }
+            }
+        });
+        check(ctx, "BlockingIo", result, blocking_is_fine(ctx));
     }
 }
 
