@@ -101,6 +101,7 @@
 pub mod adapter;
 mod bridge;
 mod error;
+pub mod guard;
 pub mod job;
 pub mod metrics;
 mod offload;

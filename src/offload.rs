@@ -156,6 +156,16 @@ impl<T: Send + 'static> Offload<T> {
     }
 }
 
+impl<T: Send + 'static> Offload<T> {
+    /// An offload refused before it started.
+    pub(crate) fn failed(error: Error) -> Self {
+        Offload {
+            state: State::Failed(Some(error)),
+            sleep: None,
+        }
+    }
+}
+
 fn submitted<T: Send + 'static>(pool: &Arc<Inner>, job: Arc<Job<T>>) -> State<T> {
     match pool.submit(job.clone()) {
         Ok(()) => State::Submitted {
