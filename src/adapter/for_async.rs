@@ -112,7 +112,12 @@ fn refused<R: Send + 'static>(error: Error) -> AdapterCall<R> {
 /// adapter's deadline (30 s unless set), real whatever the sync code does.
 ///
 /// There is no `Deref` and no getter: async code cannot reach `T` except
-/// through `call`, so it cannot call the SDK inline by mistake.
+/// through `call`, so it cannot call the SDK inline by mistake:
+///
+/// ```compile_fail
+/// # let vendor = colorseam::adapter::ForAsync::new("vendor", String::new()).unwrap();
+/// let inline: &String = &*vendor; // no Deref: does not compile
+/// ```
 ///
 /// `T` must be `Send + Sync` because calls run on several threads at once.
 /// For a `T` that is not `Sync`, or must stay on one OS thread, use
