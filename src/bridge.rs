@@ -346,6 +346,9 @@ pub(crate) struct Call {
     pub(crate) operation: &'static str,
     pub(crate) location: &'static Location<'static>,
     pub(crate) started: Instant,
+    /// The sync caller's span, entered while its future is polled.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl Call {
@@ -356,6 +359,8 @@ impl Call {
             operation,
             location: Location::caller(),
             started: Instant::now(),
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::current(),
         }
     }
 
@@ -370,6 +375,8 @@ impl Call {
             operation,
             location,
             started: Instant::now(),
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::current(),
         }
     }
 
@@ -401,6 +408,8 @@ impl Call {
     /// Drives `future` on this thread (it need not be `Send`). The deadline
     /// is honoured whenever the future yields.
     fn run_here<F: Future>(&self, future: F, on_worker: OnWorker) -> Result<F::Output, Error> {
+        #[cfg(feature = "tracing")]
+        let future = tracing::Instrument::instrument(future, self.span.clone());
         let context = context();
         match context {
             CallerContext::NoRuntime => {
@@ -490,6 +499,8 @@ impl Call {
             }
             _ => return Err(self.error(ErrorKind::AsyncContext)),
         };
+        #[cfg(feature = "tracing")]
+        let future = tracing::Instrument::instrument(future, self.span.clone());
         let task = match &inbox {
             Some(inbox) => handle.spawn(SPAWNED_INBOX.scope(inbox.clone(), future)),
             None => handle.spawn(future),

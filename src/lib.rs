@@ -100,6 +100,7 @@
 
 pub mod adapter;
 mod bridge;
+pub mod detect;
 mod error;
 pub mod guard;
 pub mod job;

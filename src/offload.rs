@@ -101,6 +101,8 @@ impl<T: Send + 'static> Offload<T> {
             deadline,
             location,
             runtime,
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::current(),
         };
         let job = Arc::new(Job::new(func, pool.name().clone(), site, false));
         let sleep = match deadline {

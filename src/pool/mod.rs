@@ -271,6 +271,8 @@ impl BlockingPool {
             deadline: None,
             location,
             runtime: tokio::runtime::Handle::try_current().ok(),
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::current(),
         };
         let job = Arc::new(Job::new(func, inner.config.name.clone(), site, true));
         match inner.admission.clone().try_acquire_owned() {

@@ -28,6 +28,9 @@ pub(crate) struct CallSite {
     pub(crate) location: &'static Location<'static>,
     /// The runtime of the async caller, handed to nested `block_on`.
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The caller's span, entered on the pool thread while the job runs.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
 }
 
 pub(crate) struct Job<T> {
@@ -149,6 +152,8 @@ impl<T: Send + 'static> Task for Job<T> {
         pool.queue_wait
             .record(started.saturating_duration_since(self.site.called_at));
         let info: Arc<dyn JobInfo> = self.clone();
+        #[cfg(feature = "tracing")]
+        let _entered = self.site.span.enter();
         let outcome = crate::job::enter(info, || catch_unwind(AssertUnwindSafe(func)));
         pool.run_time.record(started.elapsed());
         let outcome = outcome.map_err(|payload| {

@@ -1,0 +1,255 @@
+//! Timed polls and the per-thread marks the watchdog reads.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use crate::sync::lock_std;
+
+/// Polls longer than this are reported by default.
+const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(10);
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Nanoseconds since the crate's epoch, plus one so that zero means "none".
+pub(crate) fn stamp(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+pub(crate) fn from_stamp(stamp: u64) -> Instant {
+    *EPOCH + Duration::from_nanos(stamp.saturating_sub(1))
+}
+
+/// What one thread is polling, as the watchdog sees it.
+pub(crate) struct ThreadMark {
+    pub(crate) thread: ThreadId,
+    pub(crate) name: Option<String>,
+    pub(crate) runtime: Option<tokio::runtime::Id>,
+    /// When the current instrumented poll began; 0 when not polling one.
+    pub(crate) polling_since: AtomicU64,
+    /// The task being polled (an id into [`TASKS`]).
+    pub(crate) task: AtomicU64,
+    /// The start and length of the last poll that finished, so the
+    /// watchdog can give a stall's exact total.
+    pub(crate) last_since: AtomicU64,
+    pub(crate) last_nanos: AtomicU64,
+}
+
+static MARKS: Mutex<Vec<Weak<ThreadMark>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static MARK: Arc<ThreadMark> = {
+        let current = std::thread::current();
+        let mark = Arc::new(ThreadMark {
+            thread: current.id(),
+            name: current.name().map(str::to_owned),
+            runtime: tokio::runtime::Handle::try_current().ok().map(|h| h.id()),
+            polling_since: AtomicU64::new(0),
+            task: AtomicU64::new(0),
+            last_since: AtomicU64::new(0),
+            last_nanos: AtomicU64::new(0),
+        });
+        let mut marks = lock_std(&MARKS);
+        marks.retain(|m| m.strong_count() > 0);
+        marks.push(Arc::downgrade(&mark));
+        mark
+    };
+}
+
+/// Every live thread's mark.
+pub(crate) fn marks() -> Vec<Arc<ThreadMark>> {
+    lock_std(&MARKS).iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Names and call sites of instrumented tasks, by id.
+static TASKS: LazyLock<Mutex<HashMap<u64, Weak<TaskInfo>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct TaskInfo {
+    pub(crate) name: String,
+    pub(crate) location: &'static Location<'static>,
+    stats: TaskCounters,
+}
+
+#[derive(Default)]
+struct TaskCounters {
+    polls: AtomicU64,
+    slow_polls: AtomicU64,
+    busy_nanos: AtomicU64,
+    max_poll_nanos: AtomicU64,
+}
+
+/// The name and call site of the task with this id, if it still exists.
+pub(crate) fn task_info(id: u64) -> Option<Arc<TaskInfo>> {
+    lock_std(&TASKS).get(&id).and_then(Weak::upgrade)
+}
+
+type SlowPollHook = Box<dyn Fn(&str, &'static Location<'static>, Duration) + Send + Sync>;
+static SLOW_POLL_HOOK: OnceLock<SlowPollHook> = OnceLock::new();
+
+/// Sets, once per process, what is called for every instrumented poll
+/// slower than its threshold: the task's name, its call site, and the
+/// poll's length. Returns false if a hook was already set.
+///
+/// Without a hook, slow polls are counted (and, with the `tracing` feature,
+/// logged as warnings).
+pub fn set_slow_poll_hook(
+    hook: impl Fn(&str, &'static Location<'static>, Duration) + Send + Sync + 'static,
+) -> bool {
+    SLOW_POLL_HOOK.set(Box::new(hook)).is_ok()
+}
+
+/// Counters of one instrumented task (all counters, monotonic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TaskStats {
+    /// Polls so far.
+    pub polls: u64,
+    /// Polls longer than the slow-poll threshold.
+    pub slow_polls: u64,
+    /// Time spent inside `poll`, summed.
+    pub busy: Duration,
+    /// The longest single poll.
+    pub max_poll: Duration,
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose polls are timed and visible to the [`Watchdog`](super::Watchdog).
+    ///
+    /// Returned by [`instrument`]. It behaves exactly like the future it
+    /// wraps, plus two clock reads and a few relaxed atomic stores per poll.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Instrumented<F> {
+        #[pin]
+        future: F,
+        id: u64,
+        info: Arc<TaskInfo>,
+        slow_poll: Duration,
+    }
+
+    impl<F> PinnedDrop for Instrumented<F> {
+        fn drop(this: Pin<&mut Self>) {
+            lock_std(&TASKS).remove(&this.id);
+        }
+    }
+}
+
+/// Wraps `future` so each poll is timed, polls slower than 10 ms are
+/// reported with `name` and the call site, and a watchdog can name the task
+/// if it stalls a worker.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use colorseam::detect::instrument;
+///
+/// let checkout = instrument(async { 40 + 2 }, "checkout");
+/// let stats = checkout.stats();
+/// assert_eq!(checkout.await, 42);
+/// # let _ = stats;
+/// # }
+/// ```
+#[track_caller]
+pub fn instrument<F: Future>(future: F, name: impl Into<String>) -> Instrumented<F> {
+    let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
+    let info = Arc::new(TaskInfo {
+        name: name.into(),
+        location: Location::caller(),
+        stats: TaskCounters::default(),
+    });
+    lock_std(&TASKS).insert(id, Arc::downgrade(&info));
+    Instrumented {
+        future,
+        id,
+        info,
+        slow_poll: DEFAULT_SLOW_POLL,
+    }
+}
+
+impl<F> Instrumented<F> {
+    /// Reports polls slower than `threshold` instead of 10 ms.
+    pub fn slow_poll_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_poll = threshold;
+        self
+    }
+
+    /// The task's counters so far.
+    pub fn stats(&self) -> TaskStats {
+        let c = &self.info.stats;
+        TaskStats {
+            polls: c.polls.load(Ordering::Relaxed),
+            slow_polls: c.slow_polls.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(c.busy_nanos.load(Ordering::Relaxed)),
+            max_poll: Duration::from_nanos(c.max_poll_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let start = Instant::now();
+        let since = stamp(start);
+        // Nested instrumented futures: the innermost is marked while it
+        // runs, and the outer one is restored after.
+        let previous = MARK.with(|mark| {
+            (
+                mark.task.swap(*this.id, Ordering::Relaxed),
+                mark.polling_since.swap(since, Ordering::Release),
+            )
+        });
+        let result = this.future.poll(cx);
+        let elapsed = start.elapsed();
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        MARK.with(|mark| {
+            mark.last_since.store(since, Ordering::Relaxed);
+            mark.last_nanos.store(nanos, Ordering::Relaxed);
+            mark.task.store(previous.0, Ordering::Relaxed);
+            mark.polling_since.store(previous.1, Ordering::Release);
+        });
+        let c = &this.info.stats;
+        c.polls.fetch_add(1, Ordering::Relaxed);
+        c.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+        c.max_poll_nanos.fetch_max(nanos, Ordering::Relaxed);
+        if elapsed > *this.slow_poll {
+            c.slow_polls.fetch_add(1, Ordering::Relaxed);
+            slow_poll(this.info, elapsed);
+        }
+        result
+    }
+}
+
+#[cold]
+fn slow_poll(info: &TaskInfo, elapsed: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(task = %info.name, location = %info.location, ?elapsed, "colorseam: slow poll");
+    if let Some(hook) = SLOW_POLL_HOOK.get() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hook(&info.name, info.location, elapsed)
+        }));
+    }
+}
+
+impl<F> fmt::Debug for Instrumented<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("name", &self.info.name)
+            .field("location", &format_args!("{}", self.info.location))
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
