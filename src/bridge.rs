@@ -99,6 +99,8 @@ impl CallerContext {
 thread_local! {
     /// Set while colorseam polls a future on this thread.
     static DRIVING: Cell<bool> = const { Cell::new(false) };
+    /// How many `drive` calls are active on this thread.
+    static DRIVE_DEPTH: Cell<usize> = const { Cell::new(0) };
     /// Set while this thread probes tokio and expects a panic.
     static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
     /// The inbox of the pool thread waiting in `block_on` on this thread.
@@ -124,23 +126,97 @@ tokio::task_local! {
 /// pool, so an async → sync → async sandwich never needs a second slot.
 pub(crate) struct Inbox {
     pub(crate) pool: Arc<Inner>,
-    jobs: Mutex<VecDeque<Arc<dyn Task>>>,
+    state: Mutex<InboxState>,
     thread: Thread,
 }
 
+struct InboxState {
+    /// Jobs to run inline, each marked if it also sits in the pool's queue
+    /// (a worker may take it first; the job's start CAS decides).
+    jobs: VecDeque<(Arc<dyn Task>, bool)>,
+    /// Set when the waiting thread leaves `block_on`: later pushes must take
+    /// the normal path, since nobody will drain this inbox again.
+    closed: bool,
+}
+
 impl Inbox {
-    pub(crate) fn push(&self, job: Arc<dyn Task>) {
-        lock_std(&self.jobs).push_back(job);
-        self.thread.unpark();
+    fn open(pool: Arc<Inner>) -> Arc<Self> {
+        Arc::new(Inbox {
+            pool,
+            state: Mutex::new(InboxState {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            thread: std::thread::current(),
+        })
     }
 
-    fn run_pending(&self) {
+    /// Hands a job to the waiting thread. False if the inbox is closed.
+    pub(crate) fn push(&self, job: Arc<dyn Task>, also_queued: bool) -> bool {
+        let mut state = lock_std(&self.state);
+        if state.closed {
+            return false;
+        }
+        state.jobs.push_back((job, also_queued));
+        drop(state);
+        self.thread.unpark();
+        true
+    }
+
+    /// Runs the jobs waiting here, until the deadline.
+    fn run_pending(&self, deadline: Option<Instant>) {
         loop {
-            let Some(job) = lock_std(&self.jobs).pop_front() else {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            let Some((job, _)) = lock_std(&self.state).jobs.pop_front() else {
                 return;
             };
-            job.run(&self.pool);
+            // The job is sync code running *between* polls: offloads it
+            // makes outside a `block_on` of its own must take the normal
+            // path, not this inbox, which nobody drains while it runs.
+            let outer = NESTED_INBOX.with(|i| i.replace(None));
+            // `run` catches the job's panics; this catches a waker's.
+            let _ = catch_unwind(AssertUnwindSafe(|| job.run(&self.pool, true)));
+            NESTED_INBOX.with(|i| *i.borrow_mut() = outer);
         }
+    }
+
+    /// Closes the inbox and gives what is left to the pool's workers.
+    fn close(&self) {
+        let leftover = {
+            let mut state = lock_std(&self.state);
+            state.closed = true;
+            std::mem::take(&mut state.jobs)
+        };
+        for (job, also_queued) in leftover {
+            if !also_queued {
+                self.pool.requeue(job);
+            }
+        }
+    }
+}
+
+/// While a pool thread waits in `block_on`: its inbox is published, and
+/// closed (with the previous one restored) however the wait ends.
+struct Published {
+    inbox: Arc<Inbox>,
+    previous: Option<Arc<Inbox>>,
+}
+
+impl Published {
+    fn new(pool: Arc<Inner>) -> Self {
+        let inbox = Inbox::open(pool);
+        let previous = NESTED_INBOX.with(|i| i.replace(Some(inbox.clone())));
+        Published { inbox, previous }
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = NESTED_INBOX.try_with(|i| *i.borrow_mut() = previous);
+        self.inbox.close();
     }
 }
 
@@ -152,7 +228,7 @@ pub(crate) fn nested_inbox_for(pool: &Arc<Inner>) -> Option<Arc<Inbox>> {
         .ok()
         .flatten()
         .or_else(|| SPAWNED_INBOX.try_with(Arc::clone).ok())?;
-    Arc::ptr_eq(&inbox.pool, pool).then_some(inbox)
+    (Arc::ptr_eq(&inbox.pool, pool) && !lock_std(&inbox.state).closed).then_some(inbox)
 }
 
 struct Signal {
@@ -171,6 +247,22 @@ impl Wake for Signal {
     }
 }
 
+/// Leaves a drive: one level down, and if an outer drive is waiting, a
+/// wake for it in case this one consumed its signal.
+struct RestoreDepth(Arc<Signal>);
+
+impl Drop for RestoreDepth {
+    fn drop(&mut self) {
+        let depth = DRIVE_DEPTH.with(|d| {
+            d.set(d.get().saturating_sub(1));
+            d.get()
+        });
+        if depth > 0 {
+            self.0.woken.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// Why driving a future stopped without its value.
 enum Stopped {
     Elapsed,
@@ -179,34 +271,56 @@ enum Stopped {
 
 /// Polls `future` to completion on this thread, parking between polls.
 /// Returns at the deadline if the future is pending then; runs nested jobs
-/// from `inbox` while waiting.
+/// from `inbox` while waiting. The future is dropped here, before returning,
+/// and a panic in its `Drop` is caught like one in its `poll`.
 fn drive<F: Future>(
     future: F,
     deadline: Option<Instant>,
     inbox: Option<&Inbox>,
 ) -> Result<F::Output, Stopped> {
-    let mut future = pin!(future);
-    SIGNAL.with(|(signal, waker)| {
+    // In an `Option` so it can be dropped in place, under `catch_unwind`.
+    let mut slot = pin!(Some(future));
+    let result = SIGNAL.with(|(signal, waker)| {
         let mut cx = Context::from_waker(waker);
-        signal.woken.store(false, Ordering::Relaxed);
+        // One signal per thread serves nested drives too (a job run from an
+        // inbox may call `block_on` while the outer drive waits). A nested
+        // drive must not swallow a wake meant for the outer future, so it
+        // neither clears the flag on entry nor leaves it clear on exit:
+        // at worst the outer future is polled once more than needed.
+        let depth = DRIVE_DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        if depth == 1 {
+            signal.woken.store(false, Ordering::Relaxed);
+        }
+        let _restore = RestoreDepth(signal.clone());
         loop {
             DRIVING.with(|d| d.set(true));
-            let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+            let polled = catch_unwind(AssertUnwindSafe(|| {
+                slot.as_mut()
+                    .as_pin_mut()
+                    .expect("the future is only taken out after it completes")
+                    .poll(&mut cx)
+            }));
             DRIVING.with(|d| d.set(false));
             match polled {
                 Ok(Poll::Ready(value)) => return Ok(value),
                 Ok(Poll::Pending) => {}
-                Err(payload) => return Err(Stopped::Panicked(panic_message(&*payload))),
+                Err(payload) => {
+                    let message = panic_message(&*payload);
+                    crate::pool::task::drop_quietly(payload);
+                    return Err(Stopped::Panicked(message));
+                }
             }
             loop {
+                // Nested jobs first, every time round: a future that keeps
+                // waking itself must not starve the job it waits for.
+                if let Some(inbox) = inbox {
+                    inbox.run_pending(deadline);
+                }
                 if signal.woken.swap(false, Ordering::Acquire) {
                     break;
-                }
-                if let Some(inbox) = inbox {
-                    inbox.run_pending();
-                    if signal.woken.swap(false, Ordering::Acquire) {
-                        break;
-                    }
                 }
                 match deadline {
                     None => std::thread::park(),
@@ -217,7 +331,16 @@ fn drive<F: Future>(
                 }
             }
         }
-    })
+    });
+    match catch_unwind(AssertUnwindSafe(|| slot.as_mut().set(None))) {
+        Ok(()) => result,
+        Err(payload) => {
+            let message = panic_message(&*payload);
+            crate::pool::task::drop_quietly(payload);
+            drop(result);
+            Err(Stopped::Panicked(message))
+        }
+    }
 }
 
 static BRIDGE: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
@@ -269,9 +392,9 @@ fn install_quiet_hook() {
 /// Runs `f`, which may panic on purpose, without printing its panic.
 fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     install_quiet_hook();
-    QUIET_PANICS.with(|q| q.set(true));
+    let was = QUIET_PANICS.with(|q| q.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
-    QUIET_PANICS.with(|q| q.set(false));
+    QUIET_PANICS.with(|q| q.set(was));
     result
 }
 
@@ -279,7 +402,15 @@ fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
 /// `block_on` caller or a `LocalSet`). tokio keeps this private; the one
 /// public operation that depends on it, entering the runtime again, panics
 /// exactly then, so colorseam asks it with a ready future.
+///
+/// Where that question cannot be asked safely, it answers yes, so callers
+/// are refused rather than allowed to freeze a runtime: when panics abort
+/// the process (`panic = "abort"`), and while this thread is already
+/// unwinding from a panic.
 fn drives_runtime(handle: &Handle) -> bool {
+    if cfg!(panic = "abort") || std::thread::panicking() {
+        return true;
+    }
     quietly(|| handle.block_on(std::future::ready(()))).is_err()
 }
 
@@ -302,23 +433,30 @@ pub fn context() -> CallerContext {
     if DRIVING.try_with(Cell::get).unwrap_or(false) {
         return CallerContext::InsideBlockOn;
     }
+    let handle = Handle::try_current().ok();
+    // Checked before "pool thread": a job may itself drive a runtime
+    // (`rt.block_on` inside the closure), and blocking there freezes it.
+    if let Some(handle) = &handle {
+        if drives_runtime(handle) {
+            return if is_bridge(handle) {
+                CallerContext::BridgeThread
+            } else {
+                CallerContext::AsyncWorker {
+                    flavor: handle.runtime_flavor().into(),
+                }
+            };
+        }
+    }
     if let Some(job) = crate::job::current() {
         return CallerContext::PoolThread {
             pool: job.pool().to_owned(),
         };
     }
-    match Handle::try_current() {
-        Err(_) => CallerContext::NoRuntime,
-        Ok(handle) => {
-            let flavor = handle.runtime_flavor().into();
-            if !drives_runtime(&handle) {
-                CallerContext::BlockingThread { flavor }
-            } else if is_bridge(&handle) {
-                CallerContext::BridgeThread
-            } else {
-                CallerContext::AsyncWorker { flavor }
-            }
-        }
+    match handle {
+        None => CallerContext::NoRuntime,
+        Some(handle) => CallerContext::BlockingThread {
+            flavor: handle.runtime_flavor().into(),
+        },
     }
 }
 
@@ -385,6 +523,11 @@ impl Call {
         self.run_here(future, OnWorker::Refuse)
     }
 
+    /// The error for a call refused because it came from async code.
+    pub(crate) fn refusal(&self) -> Error {
+        self.error(ErrorKind::AsyncContext)
+    }
+
     fn error(&self, kind: ErrorKind) -> Error {
         error(
             kind,
@@ -412,7 +555,13 @@ impl Call {
         let future = tracing::Instrument::instrument(future, self.span.clone());
         let context = context();
         match context {
-            CallerContext::NoRuntime => {
+            // A current-thread runtime drives its IO and timers only while
+            // its own thread is in `block_on`, which nothing guarantees from
+            // here: use the bridge, like a plain thread.
+            CallerContext::NoRuntime
+            | CallerContext::BlockingThread {
+                flavor: RuntimeFlavor::CurrentThread | RuntimeFlavor::Other,
+            } => {
                 let handle = bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?;
                 let _entered = handle.enter();
                 drive(future, None, None).map_err(|s| self.stopped(s))
@@ -429,6 +578,9 @@ impl Call {
                 let mut future = Some(future);
                 match quietly(|| {
                     tokio::task::block_in_place(|| {
+                        // Only the refusal is quiet; the future's own panics
+                        // reach the user's hook as usual.
+                        QUIET_PANICS.with(|q| q.set(false));
                         let future = future.take().expect("block_in_place runs its closure once");
                         drive(future, None, None)
                     })
@@ -442,24 +594,28 @@ impl Call {
     }
 
     fn run_on_pool_thread<F: Future>(&self, future: F) -> Result<F::Output, Error> {
-        let handle = match crate::job::current().and_then(|job| job.runtime().cloned()) {
-            Some(handle) => handle,
-            None => bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?,
-        };
+        let handle = self.pool_thread_runtime()?;
         let _entered = handle.enter();
         let Some(pool) = crate::pool::current_worker_pool() else {
             return drive(future, None, None).map_err(|s| self.stopped(s));
         };
-        let inbox = Arc::new(Inbox {
-            pool,
-            jobs: Mutex::new(VecDeque::new()),
-            thread: std::thread::current(),
-        });
-        let previous = NESTED_INBOX.with(|i| i.replace(Some(inbox.clone())));
-        let result = drive(future, None, Some(&inbox));
-        NESTED_INBOX.with(|i| *i.borrow_mut() = previous);
-        inbox.run_pending(); // nothing may be left behind in a dead inbox
-        result.map_err(|s| self.stopped(s))
+        let published = Published::new(pool);
+        drive(future, None, Some(&published.inbox)).map_err(|s| self.stopped(s))
+    }
+
+    /// The runtime a pool thread's future runs against: the submitting
+    /// caller's if it is a multi-thread runtime (its workers drive its IO
+    /// and timers), else the bridge (a current-thread runtime's IO runs only
+    /// while its own thread is in `block_on`, which nothing guarantees).
+    fn pool_thread_runtime(&self) -> Result<Handle, Error> {
+        match crate::job::current().and_then(|job| job.runtime().cloned()) {
+            Some(handle)
+                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                Ok(handle)
+            }
+            _ => bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed)),
+        }
     }
 
     /// Runs `future` on a runtime (never on this thread) and waits for it
@@ -469,6 +625,7 @@ impl Call {
         &self,
         future: F,
         deadline: Option<Instant>,
+        on: Runtime,
     ) -> Result<F::Output, Error>
     where
         F: Future + Send + 'static,
@@ -477,43 +634,50 @@ impl Call {
         let Some(deadline) = deadline else {
             return self.run_here(future, OnWorker::Refuse);
         };
-        let (handle, inbox) = match context() {
-            CallerContext::NoRuntime => (
-                bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?,
-                None,
-            ),
-            CallerContext::BlockingThread { .. } => (Handle::current(), None),
-            CallerContext::PoolThread { .. } => {
-                let handle = match crate::job::current().and_then(|job| job.runtime().cloned()) {
-                    Some(handle) => handle,
-                    None => bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?,
+        let bridge = || bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed));
+        let (handle, published) = match context() {
+            CallerContext::NoRuntime => (bridge()?, None),
+            CallerContext::BlockingThread { flavor } => {
+                // A current-thread runtime runs spawned tasks only while its
+                // own thread is in `block_on`, which nothing guarantees here.
+                let handle = match (on, flavor) {
+                    (Runtime::Caller, RuntimeFlavor::MultiThread) => Handle::current(),
+                    _ => bridge()?,
                 };
-                let inbox = crate::pool::current_worker_pool().map(|pool| {
-                    Arc::new(Inbox {
-                        pool,
-                        jobs: Mutex::new(VecDeque::new()),
-                        thread: std::thread::current(),
-                    })
-                });
-                (handle, inbox)
+                (handle, None)
+            }
+            CallerContext::PoolThread { .. } => {
+                let handle = match on {
+                    Runtime::Caller => self.pool_thread_runtime()?,
+                    Runtime::Bridge => bridge()?,
+                };
+                (
+                    handle,
+                    crate::pool::current_worker_pool().map(Published::new),
+                )
             }
             _ => return Err(self.error(ErrorKind::AsyncContext)),
         };
         #[cfg(feature = "tracing")]
         let future = tracing::Instrument::instrument(future, self.span.clone());
-        let task = match &inbox {
-            Some(inbox) => handle.spawn(SPAWNED_INBOX.scope(inbox.clone(), future)),
+        let task = match &published {
+            Some(published) => handle.spawn(SPAWNED_INBOX.scope(published.inbox.clone(), future)),
             None => handle.spawn(future),
         };
         let abort = task.abort_handle();
-        let result = drive(task, Some(deadline), inbox.as_deref());
-        if let Some(inbox) = &inbox {
-            inbox.run_pending();
+        let result = drive(task, Some(deadline), published.as_ref().map(|p| &*p.inbox));
+        if result.is_err() {
+            // Cancel first, so the future stops adding nested jobs; then
+            // closing the inbox hands any it added to the pool's workers.
+            abort.abort();
         }
+        drop(published);
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(join_error)) if join_error.is_panic() => {
-                let message = panic_message(&*join_error.into_panic());
+                let payload = join_error.into_panic();
+                let message = panic_message(&*payload);
+                crate::pool::task::drop_quietly(payload);
                 Err(self
                     .error(ErrorKind::Panicked)
                     .with_phase(Phase::Running)
@@ -521,12 +685,18 @@ impl Call {
             }
             // Cancelled without us asking: its runtime shut down.
             Ok(Err(_cancelled)) => Err(self.error(ErrorKind::ShutDown).with_phase(Phase::Running)),
-            Err(stopped) => {
-                abort.abort();
-                Err(self.stopped(stopped))
-            }
+            Err(stopped) => Err(self.stopped(stopped)),
         }
     }
+}
+
+/// Which runtime a spawned call runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// The caller's, where it has a usable one; else the bridge.
+    Caller,
+    /// Always the bridge (resources built for the bridge, like `ForSync`'s).
+    Bridge,
 }
 
 /// Runs a future to completion from sync code, correctly in every calling
@@ -629,8 +799,8 @@ where
     let call = Call::new(Arc::from(""), "block_on");
     let deadline = call.started.checked_add(timeout);
     match deadline {
-        Some(deadline) => call.run_until(future.into_future(), Some(deadline)),
-        None => call.run_until(future.into_future(), Some(far_future())),
+        Some(deadline) => call.run_until(future.into_future(), Some(deadline), Runtime::Caller),
+        None => call.run_until(future.into_future(), Some(far_future()), Runtime::Caller),
     }
 }
 
@@ -642,7 +812,11 @@ where
     F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
-    Call::new(Arc::from(""), "block_on").run_until(future.into_future(), Some(deadline))
+    Call::new(Arc::from(""), "block_on").run_until(
+        future.into_future(),
+        Some(deadline),
+        Runtime::Caller,
+    )
 }
 
 /// [`block_on`], except that on a multi-thread runtime's worker it blocks in
@@ -664,7 +838,7 @@ pub fn block_on_in_place<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
 }
 
 /// A deadline far enough away to mean "none" without overflowing.
-fn far_future() -> Instant {
+pub(crate) fn far_future() -> Instant {
     let now = Instant::now();
     now.checked_add(Duration::from_secs(86_400 * 365 * 30))
         .unwrap_or(now)

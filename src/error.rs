@@ -234,7 +234,7 @@ impl fmt::Display for Error {
             write!(f, ": {source}")?;
         }
         // A refusal is immediate; its elapsed time is noise.
-        if inner.kind != ErrorKind::AsyncContext {
+        if !matches!(inner.kind, ErrorKind::AsyncContext | ErrorKind::Saturated) {
             write!(f, " after {:.1?}", inner.elapsed)?;
         }
         if let Some(phase) = inner.phase {

@@ -63,7 +63,7 @@ pin_project_lite::pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let State::Submitted { job, pool } = this.state {
+            if let State::Submitted { job, pool, .. } = this.state {
                 if matches!(job.core().status(), Status::Queued | Status::Running) {
                     let _phase_or_finished = pool.give_up(job, GiveUp::Dropped);
                 }
@@ -81,6 +81,8 @@ enum State<T> {
     Submitted {
         job: Arc<Job<T>>,
         pool: Arc<Inner>,
+        /// Offered to a waiting pool thread's inbox already.
+        offered: bool,
     },
     Failed(Option<Error>),
     Done,
@@ -122,15 +124,17 @@ impl<T: Send + 'static> Offload<T> {
             // the future that makes this call: it runs the job itself, so
             // the sandwich cannot deadlock on a saturated pool.
             pool.job_queued_nested();
-            job.mark_nested();
-            inbox.push(job.clone());
-            return Offload {
-                state: State::Submitted {
-                    job,
-                    pool: pool.clone(),
-                },
-                sleep,
-            };
+            if inbox.push(job.clone(), false) {
+                return Offload {
+                    state: State::Submitted {
+                        job,
+                        pool: pool.clone(),
+                        offered: true,
+                    },
+                    sleep,
+                };
+            }
+            pool.job_left_queue(); // the waiter has left: the normal path
         }
         let state = match pool.admission.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -173,6 +177,7 @@ fn submitted<T: Send + 'static>(pool: &Arc<Inner>, job: Arc<Job<T>>) -> State<T>
         Ok(()) => State::Submitted {
             job,
             pool: pool.clone(),
+            offered: false,
         },
         Err(_shut_down) => State::Failed(Some(
             job.error(ErrorKind::ShutDown)
@@ -198,6 +203,27 @@ impl<T: Send + 'static> Future for Offload<T> {
                         .expect("a failed offload holds its error until polled");
                     *this.state = State::Done;
                     return Poll::Ready(Err(error));
+                }
+                State::WaitingForRoom { job, pool, .. }
+                    if crate::bridge::nested_inbox_for(pool).is_some() =>
+                {
+                    // Polled by a thread of this pool waiting in `block_on`
+                    // (the offload was made before it started waiting): it
+                    // takes the job itself instead of waiting for room.
+                    let (job, pool) = (job.clone(), pool.clone());
+                    let inbox =
+                        crate::bridge::nested_inbox_for(&pool).expect("checked by the match guard");
+                    pool.job_queued_nested();
+                    if inbox.push(job.clone(), false) {
+                        *this.state = State::Submitted {
+                            job,
+                            pool,
+                            offered: true,
+                        };
+                    } else {
+                        // It closed meanwhile: wait for room like anyone.
+                        pool.job_left_queue();
+                    }
                 }
                 State::WaitingForRoom { job, pool, acquire } => match acquire.as_mut().poll(cx) {
                     Poll::Ready(Ok(permit)) => {
@@ -226,12 +252,20 @@ impl<T: Send + 'static> Future for Offload<T> {
                         return Poll::Ready(Err(error));
                     }
                 },
-                State::Submitted { job, pool } => {
+                State::Submitted { job, pool, offered } => {
                     // Take part in tokio's cooperative budget like tokio's own
                     // handles do, so a loop over ready offloads yields.
                     let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
                     job.register(cx);
                     let status = job.core().status();
+                    if status == Status::Queued && !*offered {
+                        // Queued before a thread of this pool started waiting
+                        // for it in `block_on`: offer it to that thread too;
+                        // whoever claims it first runs it.
+                        if let Some(inbox) = crate::bridge::nested_inbox_for(pool) {
+                            *offered = inbox.push(job.clone(), true);
+                        }
+                    }
                     let result = match status {
                         Status::Done => {
                             let outcome = job

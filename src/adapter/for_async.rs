@@ -162,6 +162,7 @@ pub struct ForAsyncBuilder {
     limit: usize,
     max_abandoned: Option<usize>,
     queue_capacity: usize,
+    reject_when_full: bool,
 }
 
 impl ForAsync<()> {
@@ -176,6 +177,7 @@ impl ForAsync<()> {
             limit: 8,
             max_abandoned: None,
             queue_capacity: 1024,
+            reject_when_full: false,
         }
     }
 }
@@ -197,6 +199,13 @@ impl ForAsyncBuilder {
     /// The most calls waiting for a thread (default 1024).
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = n;
+        self
+    }
+
+    /// Refuse calls at once with a saturation error when the queue is full,
+    /// instead of letting them wait for room (default: wait).
+    pub fn reject_when_full(mut self, reject: bool) -> Self {
+        self.reject_when_full = reject;
         self
     }
 
@@ -224,6 +233,7 @@ impl ForAsyncBuilder {
             .name(self.settings.name.clone())
             .max_threads(self.limit)
             .queue_capacity(self.queue_capacity)
+            .reject_when_full(self.reject_when_full)
             .default_timeout(self.settings.timeout);
         if let Some(n) = self.max_abandoned {
             builder = builder.max_abandoned(n);
@@ -460,6 +470,7 @@ impl<T: 'static> ThreadBound<T> {
             .with_operation("call")
             .with_phase(Phase::WaitingForRoom)
             .with_stuck_threads(stuck);
+            inner.count_rejected();
             #[cfg(feature = "tracing")]
             tracing::warn!(adapter = %self.settings.name, "colorseam thread-bound adapter is stuck in an abandoned call; refusing");
             return refused(error);

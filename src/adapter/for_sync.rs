@@ -3,9 +3,9 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::bridge::{Call, bridge_handle};
+use crate::bridge::{Call, Runtime, bridge_handle};
 use crate::error::Error;
 
 /// The default deadline of a [`ForSync`] call, as in `reqwest::blocking`.
@@ -96,7 +96,7 @@ impl<T: Send + Sync + 'static> ForSync<T> {
         let name: Arc<str> = Arc::from(name.into());
         let call = Call::new(name.clone(), "connect");
         let deadline = call.started.checked_add(DEFAULT_TIMEOUT);
-        let resource = call.run_until(make, deadline)?;
+        let resource = call.run_until(make, deadline, Runtime::Bridge)?;
         Ok(ForSync {
             resource: Some(Arc::new(resource)),
             name,
@@ -158,20 +158,20 @@ impl<T: Send + Sync + 'static> ForSync<T> {
         Fut::Output: Send + 'static,
     {
         let call = Call::new(self.name.clone(), "call");
+        // Refuse async callers before running any of the caller's code.
+        if crate::context().is_async() {
+            return Err(call.refusal());
+        }
         let resource = self
             .resource
             .clone()
             .expect("the resource is only taken by Drop");
-        let deadline = timeout.map(|t| {
-            call.started
-                .checked_add(t)
-                .unwrap_or_else(|| call.started + Duration::from_secs(86_400 * 365 * 30))
-        });
-        // Without a deadline the future still runs on a runtime thread, so a
-        // call behaves the same with or without one.
-        let deadline =
-            deadline.or_else(|| Instant::now().checked_add(Duration::from_secs(86_400 * 365 * 30)));
-        call.run_until(f(resource), deadline)
+        // Without a timeout the future still runs on the bridge, so a call
+        // behaves the same with or without one: a far deadline stands in.
+        let deadline = timeout
+            .and_then(|t| call.started.checked_add(t))
+            .unwrap_or_else(crate::bridge::far_future);
+        call.run_until(f(resource), Some(deadline), Runtime::Bridge)
     }
 }
 

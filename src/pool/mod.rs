@@ -387,6 +387,26 @@ impl Inner {
         Ok(())
     }
 
+    /// Queues a job that was counted as queued but handed to a waiting
+    /// thread's inbox, which closed before running it: the pool's workers
+    /// take it instead (it holds no permit; it was admitted as nested work).
+    pub(crate) fn requeue(self: &Arc<Self>, job: Arc<dyn Task>) {
+        let mut shared = lock(&self.shared);
+        if shared.shutdown && shared.active_threads == 0 {
+            drop(shared);
+            job.cancel_by_pool(self, EndedBy::Shutdown);
+            return;
+        }
+        shared.queue.push_back(job);
+        if shared.idle > 0 {
+            shared.idle -= 1;
+            shared.pending_wakeups += 1;
+            self.work_available.notify_one();
+        } else if shared.active_threads < self.config.max_threads && !shared.shutdown {
+            self.spawn_worker(shared);
+        }
+    }
+
     /// Starts one more active worker. Consumes the guard so thread start-up
     /// failure handling can run user destructors outside the lock.
     fn spawn_worker(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
@@ -446,7 +466,8 @@ impl Inner {
                 // `run` catches the job's panics; this catches the rest (a
                 // waker whose `wake` panics) so the thread and its
                 // accounting survive either way.
-                let ran = catch_unwind(AssertUnwindSafe(|| job.clone().run(&self))).unwrap_or(true);
+                let ran = catch_unwind(AssertUnwindSafe(|| job.clone().run(&self, false)))
+                    .unwrap_or(true);
                 shared = lock(&self.shared);
                 shared.running[slot] = None;
                 shared.busy -= 1;
@@ -551,24 +572,17 @@ impl Inner {
                 counter.fetch_add(1, Ordering::Relaxed);
                 Ok(Phase::Queued)
             }
-            Err(Status::Running) if job.is_nested() => {
-                // Run by a pool thread waiting in `block_on` for its own
-                // job: that thread stays busy with the outer job, so there
-                // is no thread to account for, only the outcome.
-                job.core().abandon(EndedBy::Caller)?;
-                let counter = match why {
-                    GiveUp::Timeout => &self.counters.timed_out_running,
-                    GiveUp::Dropped => &self.counters.cancelled_running,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                Ok(Phase::Running)
-            }
             Err(Status::Running) => {
                 let mut shared = lock(&self.shared);
                 // Under the lock so the worker's `after_run` sees the
                 // abandonment and its accounting together.
-                job.core().abandon(EndedBy::Caller)?;
-                self.account_abandoned(&mut shared, &**job);
+                let inline = job.core().abandon(EndedBy::Caller, true)?;
+                // A job run inline by a thread waiting for it in `block_on`
+                // holds no worker of its own: there is no thread to account
+                // for, only the outcome.
+                if !inline {
+                    self.account_abandoned(&mut shared, &**job);
+                }
                 let counter = match why {
                     GiveUp::Timeout => &self.counters.timed_out_running,
                     GiveUp::Dropped => &self.counters.cancelled_running,
@@ -585,7 +599,8 @@ impl Inner {
                 );
                 // Replace the abandoned thread if queued work needs one;
                 // during a run-queued shutdown too, or that work is stranded.
-                if self.queued.load(Ordering::Relaxed) > 0
+                if !inline
+                    && self.queued.load(Ordering::Relaxed) > 0
                     && shared.idle == 0
                     && shared.active_threads < self.config.max_threads
                 {

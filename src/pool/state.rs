@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!            try_start             complete
-//!  QUEUED ─────────────▶ RUNNING ───────────▶ COMPLETING ──▶ DONE
+//!  QUEUED ─────────────▶ RUNNING(_INLINE) ──▶ COMPLETING ──▶ DONE
 //!    │                      │
 //!    │ cancel(by)           │ abandon(by)
 //!    ▼                      ▼
@@ -29,6 +29,9 @@ const CANCELLED_BY_SHUTDOWN: u8 = 5;
 const CANCELLED_SPAWN_FAILED: u8 = 6;
 const ABANDONED_BY_CALLER: u8 = 7;
 const ABANDONED_BY_SHUTDOWN: u8 = 8;
+/// Running on a pool thread that waits in `block_on` for it (from its
+/// inbox), not on a worker of its own: abandoning it frees no thread.
+const RUNNING_INLINE: u8 = 9;
 
 /// Who ended a job early, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +75,13 @@ impl<F, T> JobCore<F, T> {
         decode(self.state.load(Ordering::Acquire))
     }
 
-    /// Claims a queued job for running. Returns its closure, exactly once
-    /// over the job's life, or `None` if someone cancelled it first.
-    pub(crate) fn try_start(&self) -> Option<F> {
+    /// Claims a queued job for running, by a worker of its own or `inline`
+    /// by a thread waiting for it. Returns its closure, exactly once over the
+    /// job's life, or `None` if someone claimed or cancelled it first.
+    pub(crate) fn try_start(&self, inline: bool) -> Option<F> {
+        let running = if inline { RUNNING_INLINE } else { RUNNING };
         self.state
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(QUEUED, running, Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
         let func = lock(&self.func).take();
         debug_assert!(func.is_some(), "the start CAS winner owns the closure");
@@ -101,26 +106,50 @@ impl<F, T> JobCore<F, T> {
     }
 
     /// Abandons a running job: whoever calls this stops waiting for it. The
-    /// worker will drop the value when (if) the job returns.
-    pub(crate) fn abandon(&self, by: EndedBy) -> Result<(), Status> {
+    /// runner will drop the value when (if) the job returns. Returns whether
+    /// the job was running inline; `include_inline: false` abandons only a
+    /// job running on a worker of its own.
+    pub(crate) fn abandon(&self, by: EndedBy, include_inline: bool) -> Result<bool, Status> {
         let to = match by {
             EndedBy::Caller => ABANDONED_BY_CALLER,
             EndedBy::Shutdown | EndedBy::SpawnFailed => ABANDONED_BY_SHUTDOWN,
         };
-        self.state
+        match self
+            .state
             .compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire)
-            .map(drop)
-            .map_err(decode)
+        {
+            Ok(_) => Ok(false),
+            Err(RUNNING_INLINE) if include_inline => self
+                .state
+                .compare_exchange(RUNNING_INLINE, to, Ordering::AcqRel, Ordering::Acquire)
+                .map(|_| true)
+                .map_err(decode),
+            Err(now) => Err(decode(now)),
+        }
     }
 
     /// Publishes the job's value. If the job was abandoned meanwhile, hands
-    /// the value back so the worker drops it on its own thread.
+    /// the value back so the runner drops it on its own thread.
     pub(crate) fn complete(&self, value: T) -> Result<(), T> {
-        if self
-            .state
-            .compare_exchange(RUNNING, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        let claimed = match self.state.compare_exchange(
+            RUNNING,
+            COMPLETING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(RUNNING_INLINE) => self
+                .state
+                .compare_exchange(
+                    RUNNING_INLINE,
+                    COMPLETING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !claimed {
             return Err(value);
         }
         *lock(&self.result) = Some(value);
@@ -145,7 +174,7 @@ impl<F, T> JobCore<F, T> {
 fn decode(state: u8) -> Status {
     match state {
         QUEUED => Status::Queued,
-        RUNNING => Status::Running,
+        RUNNING | RUNNING_INLINE => Status::Running,
         COMPLETING => Status::Completing,
         DONE => Status::Done,
         CANCELLED_BY_CALLER => Status::Cancelled(EndedBy::Caller),
@@ -194,7 +223,7 @@ mod loom_models {
             let worker = {
                 let core = core.clone();
                 loom::thread::spawn(move || {
-                    if let Some(f) = core.try_start() {
+                    if let Some(f) = core.try_start(false) {
                         if let Err(value) = core.complete(f()) {
                             drop(value); // abandoned: dropped on the worker
                         }
@@ -205,7 +234,9 @@ mod loom_models {
                 let core = core.clone();
                 loom::thread::spawn(move || match core.cancel(EndedBy::Shutdown) {
                     Ok(_) => 1usize,
-                    Err(Status::Running) => usize::from(core.abandon(EndedBy::Shutdown).is_ok()),
+                    Err(Status::Running) => {
+                        usize::from(core.abandon(EndedBy::Shutdown, false).is_ok())
+                    }
                     Err(_) => 0,
                 })
             };
@@ -213,7 +244,7 @@ mod loom_models {
             // The caller gives up at once (a 0 ms deadline).
             let caller_resolved_itself = match core.cancel(EndedBy::Caller) {
                 Ok(_) => true,
-                Err(Status::Running) => core.abandon(EndedBy::Caller).is_ok(),
+                Err(Status::Running) => core.abandon(EndedBy::Caller, true).is_ok(),
                 Err(_) => false,
             };
             worker.join().unwrap();
@@ -239,6 +270,56 @@ mod loom_models {
         });
     }
 
+    /// Invariant: when a worker and a waiting thread (inline) race to claim
+    /// the same job, exactly one runs it; an abandonment reports `inline`
+    /// exactly when the inline claimer won (so thread accounting is done
+    /// only for jobs that hold a worker); shutdown, which only abandons
+    /// worker-run jobs, never abandons an inline one.
+    #[test]
+    fn loom_worker_vs_inline_claim_decides_who_accounts_for_the_thread() {
+        loom::model(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let winner_inline = Arc::new(AtomicUsize::new(0)); // 1 worker, 2 inline
+            let core: Arc<JobCore<Box<dyn FnOnce() -> u32 + Send>, u32>> = {
+                let runs = runs.clone();
+                Arc::new(JobCore::new(Box::new(move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    1
+                })))
+            };
+            let claimers: Vec<_> = [false, true]
+                .into_iter()
+                .map(|inline| {
+                    let (core, winner) = (core.clone(), winner_inline.clone());
+                    loom::thread::spawn(move || {
+                        if let Some(f) = core.try_start(inline) {
+                            winner.store(if inline { 2 } else { 1 }, Ordering::SeqCst);
+                            let _ = core.complete(f());
+                        }
+                    })
+                })
+                .collect();
+            let shutdown_abandoned = core.abandon(EndedBy::Shutdown, false);
+            let caller_abandoned = core.abandon(EndedBy::Caller, true);
+            for claimer in claimers {
+                claimer.join().unwrap();
+            }
+            assert!(runs.load(Ordering::SeqCst) <= 1);
+            let winner = winner_inline.load(Ordering::SeqCst);
+            if let Ok(inline) = shutdown_abandoned {
+                assert!(!inline);
+                assert_eq!(winner, 1, "shutdown abandoned a worker-run job only");
+            }
+            if let Ok(inline) = caller_abandoned {
+                assert_eq!(
+                    inline,
+                    winner == 2,
+                    "inline is reported exactly when it won"
+                );
+            }
+        });
+    }
+
     /// Invariant: a reader that sees `DONE` always finds the value (no
     /// window where the state says done but the slot is empty).
     #[test]
@@ -248,7 +329,7 @@ mod loom_models {
             let worker = {
                 let core = core.clone();
                 loom::thread::spawn(move || {
-                    let f = core.try_start().expect("nobody else starts it");
+                    let f = core.try_start(false).expect("nobody else starts it");
                     assert!(core.complete(f()).is_ok());
                 })
             };

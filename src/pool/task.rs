@@ -44,18 +44,16 @@ pub(crate) struct Job<T> {
     abandon_budgeted: AtomicBool,
     /// No caller waits: failures go to the error sink.
     detached: bool,
-    /// Handed to a pool thread waiting in `block_on` (its inbox) rather
-    /// than queued: it runs on a thread that is busy with another job.
-    nested: AtomicBool,
     pool_name: Arc<str>,
     pub(crate) site: CallSite,
 }
 
 /// The queue's view of a job, independent of its value type.
 pub(crate) trait Task: JobInfo {
-    /// Runs the job if nobody cancelled it first. Returns false for a
-    /// cancelled job (a tombstone left in the queue).
-    fn run(self: Arc<Self>, pool: &Inner) -> bool;
+    /// Runs the job if nobody claimed or cancelled it first: on a worker of
+    /// its own, or `inline` on a thread waiting for it in `block_on`.
+    /// Returns false for a job someone else took (a tombstone).
+    fn run(self: Arc<Self>, pool: &Inner, inline: bool) -> bool;
     /// Ends a queued job on the pool's initiative. True if it was queued.
     fn cancel_by_pool(&self, pool: &Inner, by: EndedBy) -> bool;
     /// Tries to abandon a running job on the pool's initiative (shutdown).
@@ -74,7 +72,6 @@ impl<T: Send + 'static> Job<T> {
             permit: StdMutex::new(None),
             abandon_budgeted: AtomicBool::new(false),
             detached,
-            nested: AtomicBool::new(false),
             pool_name,
             site,
         }
@@ -86,14 +83,6 @@ impl<T: Send + 'static> Job<T> {
 
     pub(crate) fn register(&self, cx: &Context<'_>) {
         self.waker.register(cx.waker());
-    }
-
-    pub(crate) fn mark_nested(&self) {
-        self.nested.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn is_nested(&self) -> bool {
-        self.nested.load(Ordering::Acquire)
     }
 
     pub(crate) fn core(&self) -> &JobCore<BoxFn<T>, Outcome<T>> {
@@ -143,8 +132,8 @@ impl<T: Send + 'static> JobInfo for Job<T> {
 }
 
 impl<T: Send + 'static> Task for Job<T> {
-    fn run(self: Arc<Self>, pool: &Inner) -> bool {
-        let Some(func) = self.core.try_start() else {
+    fn run(self: Arc<Self>, pool: &Inner, inline: bool) -> bool {
+        let Some(func) = self.core.try_start(inline) else {
             return false;
         };
         pool.job_started();
@@ -191,7 +180,9 @@ impl<T: Send + 'static> Task for Job<T> {
     }
 
     fn try_abandon_by_pool(&self) -> bool {
-        let abandoned = self.core.abandon(EndedBy::Shutdown).is_ok();
+        // Only jobs holding a worker of their own: one running inline is
+        // released with the outer job whose thread it shares.
+        let abandoned = self.core.abandon(EndedBy::Shutdown, false).is_ok();
         if abandoned {
             self.waker.wake();
         }
