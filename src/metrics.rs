@@ -7,6 +7,28 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Snapshots of every live pool in the process, in creation order: the
+/// default pool, pools you built, and the pools behind
+/// [`ForAsync`](crate::adapter::ForAsync) and
+/// [`ThreadBound`](crate::adapter::ThreadBound) adapters, each under its
+/// adapter's name. For dashboards: one call, every seam.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let vendor = colorseam::adapter::ForAsync::new("vendor", ()).unwrap();
+/// vendor.call(|_| ()).await.unwrap();
+/// let all = colorseam::metrics::all();
+/// let mine = all.iter().find(|m| m.name == "vendor").unwrap();
+/// assert_eq!(mine.outcomes.completed, 1);
+/// # }
+/// ```
+pub fn all() -> Vec<PoolMetrics> {
+    crate::pool::all_metrics()
+}
+
 /// A snapshot of one pool, returned by
 /// [`BlockingPool::metrics`](crate::BlockingPool::metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]

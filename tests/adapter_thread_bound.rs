@@ -67,7 +67,11 @@ async fn a_hung_call_releases_its_caller_and_later_calls_fail_fast_until_it_retu
     assert_eq!(err.stuck_threads(), 1);
     assert!(err.to_string().contains("1 thread is stuck"), "{err}");
     assert!(err.to_string().contains("tb-hung"), "{err}");
-    assert_eq!(conn.pool().metrics().outcomes.rejected, 1, "refusals are counted");
+    assert_eq!(
+        conn.pool().metrics().outcomes.rejected,
+        1,
+        "refusals are counted"
+    );
 
     gate.open();
     assert!(eventually_async(LONG, || conn.pool().metrics().threads.abandoned == 0).await);

@@ -153,6 +153,24 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// Every pool and adapter alive, for [`crate::metrics::all`].
+static POOLS: Mutex<Vec<std::sync::Weak<Inner>>> = Mutex::new(Vec::new());
+
+fn register(inner: &Arc<Inner>) {
+    let mut pools = lock(&POOLS);
+    pools.retain(|p| p.strong_count() > 0);
+    pools.push(Arc::downgrade(inner));
+}
+
+/// Snapshots of every live pool, adapters' pools included.
+pub(crate) fn all_metrics() -> Vec<PoolMetrics> {
+    let pools: Vec<Arc<Inner>> = lock(&POOLS)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    pools.iter().map(|p| p.metrics()).collect()
+}
+
 /// The pool the current thread works for.
 pub(crate) fn current_worker_pool() -> Option<Arc<Inner>> {
     WORKER_OF
@@ -201,6 +219,7 @@ impl BlockingPool {
             run_time: Histogram::new(),
             config,
         });
+        register(&inner);
         BlockingPool {
             handle: Arc::new(PoolHandle { inner }),
         }
