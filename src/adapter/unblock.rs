@@ -131,9 +131,10 @@ impl<T: Send + 'static> Unblock<T> {
         self
     }
 
-    /// Sets how many bytes one step moves (at least 1).
+    /// Sets how many bytes one step moves (clamped to 1 ..= 16 MiB: a read
+    /// step allocates its buffer up front).
     pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
+        self.capacity = capacity.clamp(1, 16 << 20);
         self
     }
 
@@ -359,9 +360,9 @@ where
         self
     }
 
-    /// Sets how many items one step pulls (at least 1).
+    /// Sets how many items one step pulls (clamped to 1 ..= 2^20).
     pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
+        self.capacity = capacity.clamp(1, 1 << 20);
         self
     }
 }

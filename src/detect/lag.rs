@@ -30,11 +30,11 @@ pub struct LagMonitor {
 }
 
 impl LagMonitor {
-    /// Starts ticking every `period` (at least 100 µs) on `handle`'s
+    /// Starts ticking every `period` (clamped to 100 µs ..= 1 hour) on `handle`'s
     /// runtime, which must have timers enabled. Dropping the monitor stops
     /// the ticking.
     pub fn start(handle: &tokio::runtime::Handle, period: Duration) -> Self {
-        let period = period.max(Duration::from_micros(100));
+        let period = period.clamp(Duration::from_micros(100), Duration::from_secs(3600));
         let histogram = Arc::new(Histogram::new());
         let record = histogram.clone();
         let task = handle.spawn(async move {

@@ -75,9 +75,9 @@ impl fmt::Debug for WatchdogBuilder {
 
 impl WatchdogBuilder {
     /// How long a worker may stay in one poll before it is reported as
-    /// stalled (default 100 ms; at least 1 ms).
+    /// stalled (default 100 ms; clamped to 1 ms ..= 1 hour).
     pub fn threshold(mut self, threshold: Duration) -> Self {
-        self.threshold = threshold.max(Duration::from_millis(1));
+        self.threshold = threshold.clamp(Duration::from_millis(1), Duration::from_secs(3600));
         self
     }
 
@@ -264,7 +264,7 @@ impl Watcher {
             let so_far = now.saturating_duration_since(from_stamp(since));
             match polls.get_mut(&mark.thread) {
                 Some(tracked) if so_far >= tracked.next_report => {
-                    tracked.next_report = so_far * 2;
+                    tracked.next_report = so_far.saturating_mul(2);
                     let tracked = &*tracked;
                     self.report(tracked, StallState::Ongoing, so_far);
                 }
@@ -273,7 +273,7 @@ impl Watcher {
                     let info = task_info(mark.task.load(Ordering::Relaxed));
                     let tracked = Tracked {
                         since,
-                        next_report: so_far * 2,
+                        next_report: so_far.saturating_mul(2),
                         worker: mark.name.clone(),
                         thread: Some(mark.thread),
                         task: info.as_ref().map(|i| i.name.clone()),
@@ -296,7 +296,7 @@ impl Watcher {
         }
         let beat = self.shared.heartbeat.load(Ordering::Acquire);
         let late = now.saturating_duration_since(from_stamp(beat));
-        let limit = self.threshold + self.tick;
+        let limit = self.threshold.saturating_add(self.tick);
         match stall {
             Some(tracked) if tracked.since != beat => {
                 let total = from_stamp(beat).saturating_duration_since(from_stamp(tracked.since));
@@ -304,7 +304,7 @@ impl Watcher {
                 *stall = None;
             }
             Some(tracked) if late >= tracked.next_report => {
-                tracked.next_report = late * 2;
+                tracked.next_report = late.saturating_mul(2);
                 let tracked = &*tracked;
                 self.report(tracked, StallState::Ongoing, late);
             }
@@ -315,7 +315,7 @@ impl Watcher {
                     .map_or((None, None), |(id, name)| (Some(id), name));
                 let tracked = Tracked {
                     since: beat,
-                    next_report: late * 2,
+                    next_report: late.saturating_mul(2),
                     worker,
                     thread,
                     task: None,

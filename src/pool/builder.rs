@@ -31,6 +31,7 @@ pub(crate) struct Config {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) reject_when_full: bool,
     pub(crate) error_sink: Option<ErrorSink>,
+    pub(crate) stack_size: Option<usize>,
 }
 
 /// Builds a [`BlockingPool`]; every setting is checked by [`build`](Self::build).
@@ -46,6 +47,7 @@ pub(crate) struct Config {
 /// | [`default_timeout`](Self::default_timeout) | none |
 /// | [`reject_when_full`](Self::reject_when_full) | false: callers wait for room |
 /// | [`error_sink`](Self::error_sink) | one line on stderr (and a `tracing` event with that feature) |
+/// | [`stack_size`](Self::stack_size) | std's default |
 pub struct Builder {
     name: String,
     max_threads: usize,
@@ -56,6 +58,7 @@ pub struct Builder {
     default_timeout: Option<Duration>,
     reject_when_full: bool,
     error_sink: Option<ErrorSink>,
+    stack_size: Option<usize>,
 }
 
 impl Default for Builder {
@@ -70,6 +73,7 @@ impl Default for Builder {
             default_timeout: None,
             reject_when_full: false,
             error_sink: None,
+            stack_size: None,
         }
     }
 }
@@ -138,6 +142,16 @@ impl Builder {
     /// saturation error when the queue is full, instead of waiting for room.
     pub fn reject_when_full(mut self, reject: bool) -> Self {
         self.reject_when_full = reject;
+        self
+    }
+
+    /// The stack size of the pool's threads, in bytes (default: std's).
+    ///
+    /// If the OS refuses to start a thread of this size (or at all), the job
+    /// that needed it fails with [`ErrorKind::SpawnFailed`](crate::ErrorKind::SpawnFailed)
+    /// unless another pool thread can take it; nothing panics.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -217,6 +231,7 @@ impl Builder {
             default_timeout: self.default_timeout,
             reject_when_full: self.reject_when_full,
             error_sink: self.error_sink,
+            stack_size: self.stack_size,
         })
     }
 }
@@ -233,6 +248,7 @@ impl fmt::Debug for Builder {
             .field("default_timeout", &self.default_timeout)
             .field("reject_when_full", &self.reject_when_full)
             .field("error_sink", &self.error_sink.as_ref().map(|_| ".."))
+            .field("stack_size", &self.stack_size)
             .finish()
     }
 }

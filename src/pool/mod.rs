@@ -440,9 +440,11 @@ impl Inner {
         shared.next_thread_number += 1;
         let name = format!("{}-{}", self.config.name, shared.next_thread_number);
         let inner = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || inner.worker_loop(slot));
+        let mut builder = std::thread::Builder::new().name(name);
+        if let Some(bytes) = self.config.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let spawned = builder.spawn(move || inner.worker_loop(slot));
         match spawned {
             Ok(_detached) => {
                 let total = shared.active_threads + shared.abandoned_budgeted;
