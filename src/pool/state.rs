@@ -320,6 +320,72 @@ mod loom_models {
         });
     }
 
+    /// Invariant: the pool's capacity counters return to zero. A job is
+    /// submitted (counted queued, holding a permit) while a worker pops the
+    /// queue and the caller gives up at once; whoever wins the job's CAS,
+    /// and only they, uncounts it from the queue, and the permit is
+    /// released exactly once (by the worker when it finishes, or by the
+    /// caller when it cancels or abandons within budget).
+    #[test]
+    fn loom_submit_vs_pop_vs_cancel_returns_every_counter_to_zero() {
+        use loom::sync::Mutex as LoomMutex;
+        use std::collections::VecDeque;
+        loom::model(|| {
+            type Core = JobCore<Box<dyn FnOnce() -> u8 + Send>, u8>;
+            let queue: Arc<LoomMutex<VecDeque<Arc<Core>>>> =
+                Arc::new(LoomMutex::new(VecDeque::new()));
+            let queued = Arc::new(AtomicUsize::new(0));
+            let permits_released = Arc::new(AtomicUsize::new(0));
+            let job: Arc<Core> = Arc::new(JobCore::new(Box::new(|| 1)));
+
+            // Submit: counted, then visible in the queue.
+            queued.fetch_add(1, Ordering::SeqCst);
+            queue.lock().unwrap().push_back(job.clone());
+
+            let worker = {
+                let (queue, queued, permits) =
+                    (queue.clone(), queued.clone(), permits_released.clone());
+                loom::thread::spawn(move || {
+                    let popped = queue.lock().unwrap().pop_front();
+                    if let Some(job) = popped {
+                        if let Some(f) = job.try_start(false) {
+                            queued.fetch_sub(1, Ordering::SeqCst);
+                            let value = f();
+                            let abandoned_before = job.complete(value).is_err();
+                            // Over budget or not abandoned: the worker still
+                            // holds the permit; within budget the caller took it.
+                            if !abandoned_before {
+                                permits.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                })
+            };
+            // The caller gives up at once.
+            match job.cancel(EndedBy::Caller) {
+                Ok(_) => {
+                    queued.fetch_sub(1, Ordering::SeqCst);
+                    permits_released.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(Status::Running) => {
+                    if job.abandon(EndedBy::Caller, true).is_ok() {
+                        permits_released.fetch_add(1, Ordering::SeqCst); // within budget
+                    }
+                }
+                Err(_) => {}
+            }
+            worker.join().unwrap();
+            // A completion the caller lost the race to publishes the value;
+            // the worker released the permit then.
+            assert_eq!(queued.load(Ordering::SeqCst), 0, "queued returns to zero");
+            assert_eq!(
+                permits_released.load(Ordering::SeqCst),
+                1,
+                "one permit, released once"
+            );
+        });
+    }
+
     /// Invariant: a reader that sees `DONE` always finds the value (no
     /// window where the state says done but the slot is empty).
     #[test]
