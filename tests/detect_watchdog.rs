@@ -73,6 +73,7 @@ fn check_reports(seen: &Seen, line: u32) {
         .find(|(r, _)| r.state == StallState::Ended)
         .expect("the end of the stall was reported");
     assert!(!*during);
+    assert_eq!(end.stall, first.stall, "one stall, one id");
     assert!(end.stalled_for >= Duration::from_millis(800), "{end}");
     assert!(end.stalled_for < Duration::from_secs(5), "{end}");
 }
@@ -161,4 +162,5 @@ fn a_healthy_runtime_gets_no_report() {
     let seen = seen.lock().unwrap();
     assert!(seen.is_empty(), "{:?}", seen.first());
     assert_eq!(watchdog.reports(), 0);
+    assert_eq!(watchdog.stalls(), 0);
 }

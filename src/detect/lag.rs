@@ -8,7 +8,12 @@ use crate::metrics::{Histogram, Latency};
 
 /// Measures a runtime's scheduler lag: a task wakes every `period` and
 /// records how late it woke. A healthy runtime is late by timer resolution
-/// (about a millisecond); a blocked one by as long as it was blocked.
+/// (about a millisecond). A current-thread runtime that blocks is late by as
+/// long as it was blocked; a multi-thread runtime with one blocked worker
+/// may not be late at all (the other workers run the tick), which is why
+/// stalls are the [`Watchdog`](super::Watchdog)'s job, not this one's.
+///
+/// Figures accumulate from the start; start a new monitor for a new window.
 ///
 /// # Examples
 ///

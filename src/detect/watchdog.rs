@@ -25,6 +25,9 @@ pub enum StallState {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StallReport {
+    /// Identifies the stall: every report about one stall (the first, the
+    /// follow-ups, the end) carries the same id.
+    pub stall: u64,
     /// Ongoing (reported while it happens) or ended.
     pub state: StallState,
     /// The stuck worker thread's name, when known.
@@ -100,6 +103,7 @@ impl WatchdogBuilder {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             reports: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
             heartbeat: AtomicU64::new(stamp(Instant::now())),
             heartbeat_thread: std::sync::Mutex::new(None),
         });
@@ -138,6 +142,7 @@ impl WatchdogBuilder {
 struct Shared {
     stop: AtomicBool,
     reports: AtomicU64,
+    stalls: AtomicU64,
     heartbeat: AtomicU64,
     heartbeat_thread: std::sync::Mutex<Option<(ThreadId, Option<String>)>>,
 }
@@ -145,7 +150,8 @@ struct Shared {
 /// Watches one tokio runtime from its own OS thread and reports stalls
 /// while they happen. See the [module docs](super).
 ///
-/// Dropping it stops the watching (without waiting for the thread).
+/// Dropping it stops the watching without waiting for the thread, so a
+/// report already being made may still reach the callback just after.
 ///
 /// # Examples
 ///
@@ -183,9 +189,15 @@ impl Watchdog {
         }
     }
 
-    /// How many reports it has made (a counter).
+    /// How many reports it has made: first reports, follow-ups and ends
+    /// (a counter).
     pub fn reports(&self) -> u64 {
         self.shared.reports.load(Ordering::Relaxed)
+    }
+
+    /// How many distinct stalls it has seen (a counter).
+    pub fn stalls(&self) -> u64 {
+        self.shared.stalls.load(Ordering::Relaxed)
     }
 }
 
@@ -207,6 +219,7 @@ impl fmt::Debug for Watchdog {
 
 /// A stall being followed.
 struct Tracked {
+    id: u64,
     since: u64,
     next_report: Duration,
     worker: Option<String>,
@@ -272,6 +285,7 @@ impl Watcher {
                 None if so_far >= self.threshold => {
                     let info = task_info(mark.task.load(Ordering::Relaxed));
                     let tracked = Tracked {
+                        id: self.shared.stalls.fetch_add(1, Ordering::Relaxed) + 1,
                         since,
                         next_report: so_far.saturating_mul(2),
                         worker: mark.name.clone(),
@@ -314,6 +328,7 @@ impl Watcher {
                     .clone()
                     .map_or((None, None), |(id, name)| (Some(id), name));
                 let tracked = Tracked {
+                    id: self.shared.stalls.fetch_add(1, Ordering::Relaxed) + 1,
                     since: beat,
                     next_report: late.saturating_mul(2),
                     worker,
@@ -331,6 +346,7 @@ impl Watcher {
     fn report(&self, tracked: &Tracked, state: StallState, stalled_for: Duration) {
         self.shared.reports.fetch_add(1, Ordering::Relaxed);
         let report = StallReport {
+            stall: tracked.id,
             state,
             worker: tracked.worker.clone(),
             thread: tracked.thread,
