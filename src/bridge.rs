@@ -754,7 +754,7 @@ pub(crate) enum Runtime {
 /// ```
 #[track_caller]
 pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
-    Call::new(Arc::from(""), "block_on").run_here(future.into_future(), OnWorker::Refuse)
+    Call::new(unnamed(), "block_on").run_here(future.into_future(), OnWorker::Refuse)
 }
 
 /// [`block_on`] with a deadline `timeout` from now that releases the caller
@@ -796,12 +796,9 @@ where
     F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
-    let call = Call::new(Arc::from(""), "block_on");
-    let deadline = call.started.checked_add(timeout);
-    match deadline {
-        Some(deadline) => call.run_until(future.into_future(), Some(deadline), Runtime::Caller),
-        None => call.run_until(future.into_future(), Some(far_future()), Runtime::Caller),
-    }
+    let call = Call::new(unnamed(), "block_on");
+    let deadline = call.started.checked_add(timeout).unwrap_or_else(far_future);
+    call.run_until(future.into_future(), Some(deadline), Runtime::Caller)
 }
 
 /// [`block_on_timeout`] with an absolute deadline.
@@ -812,7 +809,7 @@ where
     F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
-    Call::new(Arc::from(""), "block_on").run_until(
+    Call::new(unnamed(), "block_on").run_until(
         future.into_future(),
         Some(deadline),
         Runtime::Caller,
@@ -834,7 +831,14 @@ where
 /// or in a `LocalSet`.
 #[track_caller]
 pub fn block_on_in_place<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
-    Call::new(Arc::from(""), "block_on").run_here(future.into_future(), OnWorker::BlockInPlace)
+    Call::new(unnamed(), "block_on").run_here(future.into_future(), OnWorker::BlockInPlace)
+}
+
+/// The empty name of a bare `block_on` (no pool, no adapter), shared so a
+/// call does not allocate one.
+pub(crate) fn unnamed() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }
 
 /// A deadline far enough away to mean "none" without overflowing.

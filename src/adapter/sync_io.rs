@@ -4,7 +4,6 @@ use std::fmt;
 use std::io;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -55,7 +54,7 @@ impl<S: Stream> Iterator for BlockingStream<S> {
         if self.done {
             return None;
         }
-        let call = Call::at(Arc::from(""), "next", self.location);
+        let call = Call::at(crate::bridge::unnamed(), "next", self.location);
         match call.block_here(self.stream.next()) {
             Ok(Some(item)) => Some(Ok(item)),
             Ok(None) => {
@@ -134,7 +133,7 @@ impl<T> BlockingIo<T> {
         operation: &'static str,
         future: F,
     ) -> io::Result<R> {
-        Call::at(Arc::from(""), operation, location)
+        Call::at(crate::bridge::unnamed(), operation, location)
             .block_here(future)
             .map_err(io::Error::other)?
     }
