@@ -5,7 +5,7 @@
 //! cargo run --release --example compare
 //! ```
 //!
-//! It takes about half a minute on 2 cores. The machine it was written for is
+//! It takes about 45 s on 2 cores. The machine it was written for is
 //! shared and noisy, so only ratios measured side by side mean anything:
 //! every scenario runs its contenders interleaved (A B C A B C ..., the
 //! order rotated each rep) and reports the median over several reps. Async
@@ -32,7 +32,9 @@
 //!   caller's runtime) then takes [~0 ms].
 //! - **probe**: a task sleeping 1 ms in a loop records how late it wakes
 //!   (p99) while 200 tasks each make a 20 ms blocking call, five storms in a
-//!   row [≤ 1.1× the same probe on the idle runtime].
+//!   row [≤ 1.1× the same probe on the idle runtime]. The same storm of 200
+//!   tasks awaiting a 20 ms `tokio::time::sleep` instead is shown beside it:
+//!   what the tasks alone cost the runtime.
 //! - **block_on** from a plain thread: a ready future (mean per call) and a
 //!   future woken from another std thread (p50) [ready ≤ 2× `pollster`;
 //!   woken ≤ 1.2× `pollster` and under tokio's `Handle::block_on`].
@@ -486,14 +488,16 @@ const BURST: usize = 100_000;
 const BURST_REPS: usize = 3;
 
 /// One burst through `peer` on a fresh runtime (and pool): jobs/s and OS
-/// threads added.
-fn burst_once(peer: Peer) -> (f64, usize) {
+/// threads added. `max_threads` caps colorseam's pool (default: 64).
+fn burst_once(peer: Peer, max_threads: Option<usize>) -> (f64, usize) {
     let rt = runtime();
-    let pool = BlockingPool::builder()
+    let mut builder = BlockingPool::builder()
         .name("compare-burst")
-        .queue_capacity(BURST)
-        .build()
-        .expect("a valid pool");
+        .queue_capacity(BURST);
+    if let Some(n) = max_threads {
+        builder = builder.max_threads(n);
+    }
+    let pool = builder.build().expect("a valid pool");
     let raw = (peer == Peer::Raw).then(|| RawPool::start(2));
     let base = threads_now();
     let run_pool = pool.clone();
@@ -557,15 +561,26 @@ fn burst_once(peer: Peer) -> (f64, usize) {
 
 fn burst(rows: &mut Vec<Row>) {
     let target = threads_now();
-    let mut rate: [Vec<f64>; 4] = Default::default();
-    let mut added: [usize; 4] = [0; 4];
+    let cores = thread::available_parallelism().map_or(2, usize::from);
+    // The four contenders, then colorseam again with its pool capped at the
+    // core count: what growing only on queue wait would give trivial work.
+    let contenders: [(Peer, Option<usize>); 5] = [
+        (Peer::Colorseam, None),
+        (Peer::SpawnBlocking, None),
+        (Peer::Unblock, None),
+        (Peer::Raw, None),
+        (Peer::Colorseam, Some(cores)),
+    ];
+    let mut rate: [Vec<f64>; 5] = Default::default();
+    let mut added: [usize; 5] = [0; 5];
     for rep in 0..BURST_REPS {
-        for peer in rotated(&OFFLOADERS, rep) {
+        for i in rotated(&[0, 1, 2, 3, 4], rep) {
             // blocking's idle threads linger 500 ms; start every peer clean.
             settle_threads(target, Duration::from_millis(1500));
-            let (r, a) = burst_once(peer);
-            rate[peer as usize].push(r);
-            added[peer as usize] = added[peer as usize].max(a);
+            let (peer, max_threads) = contenders[i];
+            let (r, a) = burst_once(peer, max_threads);
+            rate[i].push(r);
+            added[i] = added[i].max(a);
         }
     }
     let m = rate.each_ref().map(|v| median(v));
@@ -589,7 +604,6 @@ fn burst(rows: &mut Vec<Row>) {
     );
     rows.push(row);
 
-    let cores = thread::available_parallelism().map_or(2, usize::from);
     let mut row = Row::new(
         "burst: OS threads added (max over reps)",
         format!("+{}", added[0]),
@@ -600,6 +614,16 @@ fn burst(rows: &mut Vec<Row>) {
     row.goal = format!("≤ cores + 2 = {}", cores + 2);
     row.ratio = format!("{:.1}× the limit", added[0] as f64 / (cores + 2) as f64);
     row.verdict = verdict(added[0] <= cores + 2);
+    rows.push(row);
+
+    let mut row = Row::new(
+        &format!("burst, colorseam pool capped at max_threads = {cores} (cores)"),
+        format!("{} (+{})", k(m[4]), added[4]),
+    );
+    row.spawn_blocking = k(m[1]);
+    row.floor = k(m[3]);
+    row.goal = "for comparison: growth bounded by cores".into();
+    row.ratio = format!("{:.2}× spawn_blocking", m[4] / m[1]);
     rows.push(row);
 }
 
@@ -704,7 +728,7 @@ fn sleep_jobs(rows: &mut Vec<Row>) {
 
 const TIMEOUT: Duration = Duration::from_millis(50);
 const HANG: Duration = Duration::from_millis(500);
-const TIMEOUT_SAMPLES: usize = 12;
+const TIMEOUT_SAMPLES: usize = 16;
 const TIMEOUT_REPS: usize = 3;
 const TIMEOUT_PEERS: [Peer; 3] = [Peer::Colorseam, Peer::SpawnBlocking, Peer::Unblock];
 
@@ -799,27 +823,35 @@ fn timeouts(rows: &mut Vec<Row>) {
 const STORM_CALLS: usize = 200;
 const STORM_CALL: Duration = Duration::from_millis(20);
 const STORMS: usize = 5;
-const PROBE_REPS: usize = 3;
+const PROBE_REPS: usize = 5;
 const IDLE_WINDOW: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Load {
     Idle,
     Via(Peer),
+    /// The same 200 tasks awaiting `tokio::time::sleep` instead: what the
+    /// storm costs the runtime with no blocking call at all.
+    AsyncSleep,
 }
 
-const LOADS: [Load; 4] = [
+const LOADS: [Load; 5] = [
     Load::Idle,
     Load::Via(Peer::Colorseam),
     Load::Via(Peer::SpawnBlocking),
     Load::Via(Peer::Unblock),
+    Load::AsyncSleep,
 ];
 
-async fn storm(peer: Peer, pool: &BlockingPool) {
+async fn storm(load: Load, pool: &BlockingPool) {
     let calls: Vec<_> = (0..STORM_CALLS)
         .map(|_| {
             let pool = pool.clone();
             tokio::spawn(async move {
+                let peer = match load {
+                    Load::Via(peer) => peer,
+                    _ => return tokio::time::sleep(STORM_CALL).await,
+                };
                 match peer {
                     Peer::Colorseam => pool
                         .offload(|| thread::sleep(STORM_CALL))
@@ -859,9 +891,9 @@ async fn probed(load: Load, pool: BlockingPool) -> Vec<f64> {
     tokio::task::yield_now().await;
     match load {
         Load::Idle => tokio::time::sleep(IDLE_WINDOW).await,
-        Load::Via(peer) => {
+        Load::Via(_) | Load::AsyncSleep => {
             for _ in 0..STORMS {
-                storm(peer, &pool).await;
+                storm(load, &pool).await;
             }
         }
     }
@@ -875,12 +907,12 @@ fn probe(rows: &mut Vec<Row>) {
         .name("compare-storm")
         .build()
         .expect("a valid pool");
-    let mut p99: [Vec<f64>; 4] = Default::default();
+    let mut p99: [Vec<f64>; 5] = Default::default();
     for load in LOADS {
         let _warm_up = on_worker(&rt, probed(load, pool.clone()));
     }
     for rep in 0..PROBE_REPS {
-        for (i, load) in rotated(&[0, 1, 2, 3], rep)
+        for (i, load) in rotated(&[0, 1, 2, 3, 4], rep)
             .into_iter()
             .map(|i| (i, LOADS[i]))
         {
@@ -895,9 +927,9 @@ fn probe(rows: &mut Vec<Row>) {
     );
     row.spawn_blocking = format!("{:.2}", m[2]);
     row.unblock = format!("{:.2}", m[3]);
-    row.floor = format!("{:.2} (no load)", m[0]);
+    row.floor = format!("{:.2} no load; {:.2} async-only storm", m[0], m[4]);
     row.goal = "≤ 1.1× no load".into();
-    row.ratio = format!("{:.2}×", m[1] / m[0]);
+    row.ratio = format!("{:.2}× (async-only storm {:.2}×)", m[1] / m[0], m[4] / m[0]);
     row.verdict = verdict(m[1] <= 1.1 * m[0]);
     rows.push(row);
 }

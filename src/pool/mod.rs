@@ -399,11 +399,26 @@ impl Inner {
         if shared.idle > 0 {
             shared.idle -= 1;
             shared.pending_wakeups += 1;
+            // Notified after unlocking, so the woken worker does not wake
+            // straight into a lock its waker still holds.
+            drop(shared);
             self.work_available.notify_one();
-        } else if shared.active_threads < self.config.max_threads {
+        } else if self.should_grow(&shared) {
             self.spawn_worker(shared);
         }
         Ok(())
+    }
+
+    /// Whether one more thread may start: whenever no thread is idle, up to
+    /// `max_threads`.
+    ///
+    /// Growing only when jobs look blocked (a worker in one job for a
+    /// while) was tried, to keep CPU-bound bursts on as many threads as
+    /// cores; without a timer to look again later, jobs that wait on each
+    /// other (a barrier across `max_threads` jobs) then never got their
+    /// thread. `max_threads` is the knob for CPU-bound pools.
+    fn should_grow(&self, shared: &Shared) -> bool {
+        shared.active_threads < self.config.max_threads
     }
 
     /// Queues a job that was counted as queued but handed to a waiting
