@@ -1,16 +1,20 @@
 //! The primitives the job state machine is built on, switchable to loom.
 //!
 //! Under `--cfg colorseam_loom` these resolve to loom's model-checked versions so the
-//! transitions in `pool::state` can be explored exhaustively; otherwise they
-//! are the std types. Only the state machine goes through here: the pool's
+//! transitions in `pool::state` and the caller's waker can be explored
+//! exhaustively; otherwise they are the std types (and futures' `AtomicWaker`). Only the state machine goes through here: the pool's
 //! scheduler uses std directly because loom cannot model OS threads parked on
 //! a real condition variable for seconds at a time.
 
+#[cfg(colorseam_loom)]
+pub(crate) use loom::future::AtomicWaker;
 #[cfg(colorseam_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
 #[cfg(colorseam_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
+#[cfg(not(colorseam_loom))]
+pub(crate) use futures_util::task::AtomicWaker;
 #[cfg(not(colorseam_loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
 #[cfg(not(colorseam_loom))]
@@ -32,4 +36,12 @@ pub(crate) fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Registers `waker` in `slot` (loom's `AtomicWaker` takes it by value).
+pub(crate) fn register(slot: &AtomicWaker, waker: &std::task::Waker) {
+    #[cfg(colorseam_loom)]
+    slot.register_by_ref(waker);
+    #[cfg(not(colorseam_loom))]
+    slot.register(waker);
 }

@@ -140,7 +140,10 @@ fn run_sequence(threads: usize, queue: usize, abandoned: usize, ops: Vec<Op>, sh
                         std::thread::sleep(Duration::from_micros(micros));
                     }));
                     for _ in 0..polls {
-                        let _ = futures::poll!(future.as_mut());
+                        // A resolved future must not be polled again.
+                        if futures::poll!(future.as_mut()).is_ready() {
+                            break;
+                        }
                         tokio::task::yield_now().await;
                     }
                 }

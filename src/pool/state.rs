@@ -386,6 +386,43 @@ mod loom_models {
         });
     }
 
+    /// Invariant: no lost wake-up. The caller registers its waker and then
+    /// looks at the job (as `Offload::poll` does); the worker completes the
+    /// job and then wakes (as `Job::run` does). In every interleaving the
+    /// caller either sees `DONE` on its look or is woken afterwards.
+    #[test]
+    fn loom_a_waiting_caller_is_always_woken_when_its_job_completes() {
+        use crate::sync::AtomicWaker;
+        use loom::sync::atomic::AtomicBool;
+
+        struct Flag(Arc<AtomicBool>);
+        impl std::task::Wake for Flag {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+
+        loom::model(|| {
+            let core: Arc<JobCore<Box<dyn FnOnce() -> u8 + Send>, u8>> =
+                Arc::new(JobCore::new(Box::new(|| 5)));
+            let waker_slot = Arc::new(AtomicWaker::new());
+            let woken = Arc::new(AtomicBool::new(false));
+            let worker = {
+                let (core, waker_slot) = (core.clone(), waker_slot.clone());
+                loom::thread::spawn(move || {
+                    let f = core.try_start(false).expect("nobody else starts it");
+                    assert!(core.complete(f()).is_ok());
+                    waker_slot.wake();
+                })
+            };
+            let waker = std::task::Waker::from(std::sync::Arc::new(Flag(woken.clone())));
+            crate::sync::register(&waker_slot, &waker);
+            let saw_done = core.status() == Status::Done;
+            worker.join().unwrap();
+            assert!(saw_done || woken.load(Ordering::SeqCst), "lost wake-up");
+        });
+    }
+
     /// Invariant: a reader that sees `DONE` always finds the value (no
     /// window where the state says done but the slot is empty).
     #[test]

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
 use std::time::Instant;
 
-use futures_util::task::AtomicWaker;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Inner;
 use super::state::{EndedBy, JobCore, Status};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::job::JobInfo;
+use crate::sync::AtomicWaker;
 use crate::sync::lock_std as lock;
 
 pub(crate) type BoxFn<T> = Box<dyn FnOnce() -> T + Send>;
@@ -82,7 +82,7 @@ impl<T: Send + 'static> Job<T> {
     }
 
     pub(crate) fn register(&self, cx: &Context<'_>) {
-        self.waker.register(cx.waker());
+        crate::sync::register(&self.waker, cx.waker());
     }
 
     pub(crate) fn core(&self) -> &JobCore<BoxFn<T>, Outcome<T>> {
