@@ -396,6 +396,13 @@ impl Inner {
         }
         shared.queue.push_back(job);
         self.queued.fetch_add(1, Ordering::Relaxed);
+        self.find_thread_for_new_job(shared);
+        Ok(())
+    }
+
+    /// After a push to the queue: wakes an idle worker for it, or starts one
+    /// if the pool may grow; otherwise a busy worker takes it when free.
+    fn find_thread_for_new_job(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
         if shared.idle > 0 {
             shared.idle -= 1;
             shared.pending_wakeups += 1;
@@ -406,7 +413,6 @@ impl Inner {
         } else if self.should_grow(&shared) {
             self.spawn_worker(shared);
         }
-        Ok(())
     }
 
     /// Whether one more thread may start: whenever no thread is idle, up to
@@ -432,13 +438,7 @@ impl Inner {
             return;
         }
         shared.queue.push_back(job);
-        if shared.idle > 0 {
-            shared.idle -= 1;
-            shared.pending_wakeups += 1;
-            self.work_available.notify_one();
-        } else if shared.active_threads < self.config.max_threads && !shared.shutdown {
-            self.spawn_worker(shared);
-        }
+        self.find_thread_for_new_job(shared);
     }
 
     /// Starts one more active worker. Consumes the guard so thread start-up
