@@ -10,8 +10,6 @@ use std::time::Duration;
 use colorseam::{BlockingPool, Phase};
 use common::Gate;
 
-const LONG: Duration = Duration::from_secs(20);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_more_than_max_threads_jobs_run_at_once() {
     let pool = BlockingPool::builder()
@@ -52,12 +50,7 @@ async fn a_full_queue_refuses_try_offload_at_once_with_a_saturation_error() {
         .build()
         .unwrap();
     let gate = Gate::new();
-    let held: Vec<_> = (0..3)
-        .map(|_| {
-            let gate = gate.clone();
-            pool.offload(move || gate.wait(LONG))
-        })
-        .collect();
+    let held = common::hold(&pool, 3, &gate);
     // One running, two queued: the pool is full.
     let err = pool.try_offload(|| ()).await.unwrap_err();
     assert!(err.is_saturated(), "{err}");
@@ -80,12 +73,7 @@ async fn reject_when_full_makes_offload_refuse_instead_of_wait() {
         .build()
         .unwrap();
     let gate = Gate::new();
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let gate = gate.clone();
-            pool.offload(move || gate.wait(LONG))
-        })
-        .collect();
+    let held = common::hold(&pool, 2, &gate);
     assert!(pool.offload(|| ()).await.unwrap_err().is_saturated());
     gate.open();
     for job in held {
@@ -102,12 +90,7 @@ async fn a_full_queue_makes_offload_wait_for_room_and_then_run() {
         .build()
         .unwrap();
     let gate = Gate::new();
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let gate = gate.clone();
-            pool.offload(move || gate.wait(LONG))
-        })
-        .collect();
+    let held = common::hold(&pool, 2, &gate);
     let waiting = tokio::spawn(pool.offload(|| "got room"));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
@@ -135,12 +118,7 @@ async fn waiting_for_room_counts_against_the_deadline() {
         .build()
         .unwrap();
     let gate = Gate::new();
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let gate = gate.clone();
-            pool.offload(move || gate.wait(LONG))
-        })
-        .collect();
+    let held = common::hold(&pool, 2, &gate);
     let ran = Arc::new(AtomicUsize::new(0));
     let ran2 = ran.clone();
     let started = std::time::Instant::now();

@@ -150,12 +150,7 @@ async fn a_timeout_while_waiting_for_room_has_its_own_counter() {
         .build()
         .unwrap();
     let gate = Gate::new();
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let g = gate.clone();
-            pool.offload(move || g.wait(LONG))
-        })
-        .collect();
+    let held = common::hold(&pool, 2, &gate);
     let err = pool
         .offload_timeout(|| (), Duration::from_millis(30))
         .await

@@ -72,3 +72,14 @@ impl Gate {
         let _ = cv.wait_timeout_while(guard, limit, |open| !*open).unwrap();
     }
 }
+
+/// Fills `pool` with `n` jobs that block until `gate` opens (at most 20 s),
+/// returning their futures: the usual way to make a pool busy or full.
+pub fn hold(pool: &colorseam::BlockingPool, n: usize, gate: &Gate) -> Vec<colorseam::Offload<()>> {
+    (0..n)
+        .map(|_| {
+            let gate = gate.clone();
+            pool.offload(move || gate.wait(Duration::from_secs(20)))
+        })
+        .collect()
+}
