@@ -16,78 +16,14 @@
 //! `Handle::block_on` on the handle of a 2-worker multi-thread runtime, and
 //! `futures::executor::block_on`. Run with `cargo bench --bench block_on`.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::task::{Context, Poll, Waker};
-use std::thread;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// A long-lived std thread that wakes every waker it is sent, after
-/// counting it, so a future can tell a real wake from a spurious poll.
-struct WakerThread {
-    wakers: mpsc::Sender<Waker>,
-    woken: Arc<AtomicU64>,
-}
-
-impl WakerThread {
-    fn start() -> Self {
-        let (wakers, rx) = mpsc::channel::<Waker>();
-        let woken = Arc::new(AtomicU64::new(0));
-        let counter = woken.clone();
-        thread::Builder::new()
-            .name("bench-waker".to_owned())
-            .spawn(move || {
-                for waker in rx {
-                    counter.fetch_add(1, Ordering::Release);
-                    waker.wake();
-                }
-            })
-            .expect("the waker thread starts");
-        WakerThread { wakers, woken }
-    }
-
-    /// A future that is woken once from the helper thread.
-    fn wake_once(&self) -> WokenElsewhere<'_> {
-        WokenElsewhere {
-            helper: self,
-            target: None,
-        }
-    }
-}
-
-/// Pending until the helper thread has woken it once.
-struct WokenElsewhere<'a> {
-    helper: &'a WakerThread,
-    target: Option<u64>,
-}
-
-impl Future for WokenElsewhere<'_> {
-    type Output = u64;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
-        match self.target {
-            None => {
-                let target = self.helper.woken.load(Ordering::Acquire) + 1;
-                self.target = Some(target);
-                self.helper
-                    .wakers
-                    .send(cx.waker().clone())
-                    .expect("the waker thread is alive");
-                Poll::Pending
-            }
-            Some(target) if self.helper.woken.load(Ordering::Acquire) >= target => {
-                Poll::Ready(target)
-            }
-            Some(_) => Poll::Pending,
-        }
-    }
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::WakerThread;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

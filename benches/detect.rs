@@ -4,30 +4,15 @@
 //! overhead (goal: at most 50 ns).
 
 use std::future::Future;
-use std::hint::black_box;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use colorseam::detect::{Watchdog, instrument};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// A future that is pending `remaining` times, then ready.
-struct Yields {
-    remaining: u64,
-}
-
-impl Future for Yields {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.remaining == 0 {
-            Poll::Ready(())
-        } else {
-            self.remaining = black_box(self.remaining - 1);
-            Poll::Pending
-        }
-    }
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::Yields;
 
 const POLLS: u64 = 1_000;
 

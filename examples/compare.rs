@@ -51,14 +51,17 @@
 //! on a tokio oneshot. Progress goes to stderr, the table to stdout as
 //! Markdown.
 
+#[path = "../benches/support/fixtures.rs"]
+mod fixtures;
+use fixtures::{WakerThread, Yields};
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -961,65 +964,6 @@ fn run_on<F: Future>(executor: Executor, handle: &tokio::runtime::Handle, future
     }
 }
 
-/// A long-lived std thread that counts, then wakes, every waker it is sent.
-struct WakerThread {
-    wakers: mpsc::Sender<Waker>,
-    woken: Arc<AtomicU64>,
-}
-
-impl WakerThread {
-    fn start() -> Self {
-        let (wakers, rx) = mpsc::channel::<Waker>();
-        let woken = Arc::new(AtomicU64::new(0));
-        let counter = woken.clone();
-        thread::Builder::new()
-            .name("compare-waker".to_owned())
-            .spawn(move || {
-                for waker in rx {
-                    counter.fetch_add(1, Ordering::Release);
-                    waker.wake();
-                }
-            })
-            .expect("the waker thread starts");
-        WakerThread { wakers, woken }
-    }
-
-    fn wake_once(&self) -> WokenElsewhere<'_> {
-        WokenElsewhere {
-            helper: self,
-            target: None,
-        }
-    }
-}
-
-/// Pending until the helper thread has woken it once.
-struct WokenElsewhere<'a> {
-    helper: &'a WakerThread,
-    target: Option<u64>,
-}
-
-impl Future for WokenElsewhere<'_> {
-    type Output = u64;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
-        match self.target {
-            None => {
-                let target = self.helper.woken.load(Ordering::Acquire) + 1;
-                self.target = Some(target);
-                self.helper
-                    .wakers
-                    .send(cx.waker().clone())
-                    .expect("the waker thread is alive");
-                Poll::Pending
-            }
-            Some(target) if self.helper.woken.load(Ordering::Acquire) >= target => {
-                Poll::Ready(target)
-            }
-            Some(_) => Poll::Pending,
-        }
-    }
-}
-
 fn block_on(rows: &mut Vec<Row>) {
     let rt = runtime();
     let handle = rt.handle().clone();
@@ -1176,23 +1120,6 @@ fn memory(rows: &mut Vec<Row>) {
 
 const POLLS: u64 = 1_000_000;
 const POLL_REPS: usize = 5;
-
-/// A future that is pending `remaining` times, then ready.
-struct Yields {
-    remaining: u64,
-}
-
-impl Future for Yields {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.remaining == 0 {
-            Poll::Ready(())
-        } else {
-            self.remaining = black_box(self.remaining - 1);
-            Poll::Pending
-        }
-    }
-}
 
 /// Nanoseconds per poll of `future`, polled to completion.
 fn ns_per_poll<F: Future>(future: F) -> f64 {
