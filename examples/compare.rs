@@ -1168,22 +1168,26 @@ fn instrumentation(rows: &mut Vec<Row>) {
 fn main() {
     let started = Instant::now();
     let mut rows = Vec::new();
-    progress(started, "round trip");
-    round_trip(&mut rows);
-    progress(started, "burst");
-    burst(&mut rows);
-    progress(started, "sleep jobs");
-    sleep_jobs(&mut rows);
-    progress(started, "timeouts");
-    timeouts(&mut rows);
-    progress(started, "probe under a blocking storm");
-    probe(&mut rows);
-    progress(started, "block_on from a plain thread");
-    block_on(&mut rows);
-    progress(started, "memory per queued job");
-    memory(&mut rows);
-    progress(started, "instrumentation overhead");
-    instrumentation(&mut rows);
+    // `cargo run --release --example compare -- burst block_on` runs only
+    // the named scenarios; no names runs them all.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    type Scenario = fn(&mut Vec<Row>);
+    let scenarios: [(&str, &str, Scenario); 8] = [
+        ("round_trip", "round trip", round_trip),
+        ("burst", "burst", burst),
+        ("sleep_jobs", "sleep jobs", sleep_jobs),
+        ("timeouts", "timeouts", timeouts),
+        ("probe", "probe under a blocking storm", probe),
+        ("block_on", "block_on from a plain thread", block_on),
+        ("memory", "memory per queued job", memory),
+        ("instrument", "instrumentation overhead", instrumentation),
+    ];
+    for (key, what, scenario) in scenarios {
+        if only.is_empty() || only.iter().any(|o| o == key) {
+            progress(started, what);
+            scenario(&mut rows);
+        }
+    }
     progress(started, "done");
 
     println!(

@@ -177,7 +177,9 @@ impl Inbox {
             // path, not this inbox, which nobody drains while it runs.
             let outer = NESTED_INBOX.with(|i| i.replace(None));
             // `run` catches the job's panics; this catches a waker's.
-            let _ = catch_unwind(AssertUnwindSafe(|| job.run(&self.pool, true)));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                job.run(&self.pool, crate::pool::task::RunsOn::Inline)
+            }));
             NESTED_INBOX.with(|i| *i.borrow_mut() = outer);
         }
     }
@@ -249,9 +251,9 @@ impl Wake for Signal {
 
 /// Leaves a drive: one level down, and if an outer drive is waiting, a
 /// wake for it in case this one consumed its signal.
-struct RestoreDepth(Arc<Signal>);
+struct RestoreDepth<'a>(&'a Signal);
 
-impl Drop for RestoreDepth {
+impl Drop for RestoreDepth<'_> {
     fn drop(&mut self) {
         let depth = DRIVE_DEPTH.with(|d| {
             d.set(d.get().saturating_sub(1));
@@ -294,7 +296,7 @@ fn drive<F: Future>(
         if depth == 1 {
             signal.woken.store(false, Ordering::Relaxed);
         }
-        let _restore = RestoreDepth(signal.clone());
+        let _restore = RestoreDepth(signal);
         loop {
             DRIVING.with(|d| d.set(true));
             let polled = catch_unwind(AssertUnwindSafe(|| {
@@ -322,6 +324,9 @@ fn drive<F: Future>(
                 if signal.woken.swap(false, Ordering::Acquire) {
                     break;
                 }
+                if spin_until_woken(signal, deadline) {
+                    continue;
+                }
                 match deadline {
                     None => std::thread::park(),
                     Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -343,6 +348,35 @@ fn drive<F: Future>(
     }
 }
 
+/// How long a waiting `block_on` spins before it parks: about one
+/// cross-thread wake-up, which a future woken from another thread (a pool
+/// worker, a runtime worker) then costs once rather than twice.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(40);
+/// Looks at the wake flag between yields while spinning.
+const SPINS_PER_YIELD: u32 = 32;
+
+/// Spins, yielding the core between looks so threads that would wake this
+/// one can run, until woken (true) or `SPIN_BEFORE_PARK` or the deadline
+/// has passed (false).
+fn spin_until_woken(signal: &Signal, deadline: Option<Instant>) -> bool {
+    let started = Instant::now();
+    let until = deadline.map_or(SPIN_BEFORE_PARK, |d| {
+        d.saturating_duration_since(started).min(SPIN_BEFORE_PARK)
+    });
+    loop {
+        for _ in 0..SPINS_PER_YIELD {
+            if signal.woken.load(Ordering::Relaxed) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= until {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
 static BRIDGE: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
 /// The bridge runtime's handle, started on first use.
@@ -354,6 +388,11 @@ static BRIDGE: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new
 /// joined). Two workers so that one future that blocks its thread does not
 /// stop every other caller's IO.
 pub(crate) fn bridge_handle() -> Result<Handle, String> {
+    bridge().cloned()
+}
+
+/// The bridge runtime's handle, borrowed: entering it needs no clone.
+fn bridge() -> Result<&'static Handle, String> {
     BRIDGE
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
@@ -364,7 +403,7 @@ pub(crate) fn bridge_handle() -> Result<Handle, String> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map(|rt| rt.handle().clone())
+        .map(tokio::runtime::Runtime::handle)
         .map_err(Clone::clone)
 }
 
@@ -469,18 +508,21 @@ enum OnWorker {
 
 fn error(
     kind: ErrorKind,
-    name: &Arc<str>,
+    name: Option<&Arc<str>>,
     operation: &'static str,
     location: &'static Location<'static>,
     started: Instant,
 ) -> Error {
-    Error::new(kind, name.clone(), location, started.elapsed()).with_operation(operation)
+    let name = name.map_or_else(unnamed, Arc::clone);
+    Error::new(kind, name, location, started.elapsed()).with_operation(operation)
 }
 
 /// The shared engine behind `block_on`, `block_on_in_place` and the
 /// adapters: picks the runtime and thread by calling context.
 pub(crate) struct Call {
-    pub(crate) name: Arc<str>,
+    /// The adapter's name; none for a bare `block_on` (not cloned per call:
+    /// one shared `Arc` would be a contended counter across threads).
+    pub(crate) name: Option<Arc<str>>,
     pub(crate) operation: &'static str,
     pub(crate) location: &'static Location<'static>,
     pub(crate) started: Instant,
@@ -491,7 +533,7 @@ pub(crate) struct Call {
 
 impl Call {
     #[track_caller]
-    pub(crate) fn new(name: Arc<str>, operation: &'static str) -> Self {
+    pub(crate) fn new(name: Option<Arc<str>>, operation: &'static str) -> Self {
         Call {
             name,
             operation,
@@ -504,7 +546,7 @@ impl Call {
 
     /// A call made at a call site recorded earlier (an adapter's constructor).
     pub(crate) fn at(
-        name: Arc<str>,
+        name: Option<Arc<str>>,
         operation: &'static str,
         location: &'static Location<'static>,
     ) -> Self {
@@ -531,7 +573,7 @@ impl Call {
     fn error(&self, kind: ErrorKind) -> Error {
         error(
             kind,
-            &self.name,
+            self.name.as_ref(),
             self.operation,
             self.location,
             self.started,
@@ -562,7 +604,7 @@ impl Call {
             | CallerContext::BlockingThread {
                 flavor: RuntimeFlavor::CurrentThread | RuntimeFlavor::Other,
             } => {
-                let handle = bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed))?;
+                let handle = bridge().map_err(|_| self.error(ErrorKind::SpawnFailed))?;
                 let _entered = handle.enter();
                 drive(future, None, None).map_err(|s| self.stopped(s))
             }
@@ -754,7 +796,7 @@ pub(crate) enum Runtime {
 /// ```
 #[track_caller]
 pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
-    Call::new(unnamed(), "block_on").run_here(future.into_future(), OnWorker::Refuse)
+    Call::new(None, "block_on").run_here(future.into_future(), OnWorker::Refuse)
 }
 
 /// [`block_on`] with a deadline `timeout` from now that releases the caller
@@ -796,7 +838,7 @@ where
     F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
-    let call = Call::new(unnamed(), "block_on");
+    let call = Call::new(None, "block_on");
     let deadline = call.started.checked_add(timeout).unwrap_or_else(far_future);
     call.run_until(future.into_future(), Some(deadline), Runtime::Caller)
 }
@@ -809,11 +851,7 @@ where
     F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
-    Call::new(unnamed(), "block_on").run_until(
-        future.into_future(),
-        Some(deadline),
-        Runtime::Caller,
-    )
+    Call::new(None, "block_on").run_until(future.into_future(), Some(deadline), Runtime::Caller)
 }
 
 /// [`block_on`], except that on a multi-thread runtime's worker it blocks in
@@ -831,7 +869,7 @@ where
 /// or in a `LocalSet`.
 #[track_caller]
 pub fn block_on_in_place<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
-    Call::new(unnamed(), "block_on").run_here(future.into_future(), OnWorker::BlockInPlace)
+    Call::new(None, "block_on").run_here(future.into_future(), OnWorker::BlockInPlace)
 }
 
 /// The empty name of a bare `block_on` (no pool, no adapter), shared so a

@@ -94,7 +94,7 @@ impl<T: Send + Sync + 'static> ForSync<T> {
         F: Future<Output = T> + Send + 'static,
     {
         let name: Arc<str> = Arc::from(name.into());
-        let call = Call::new(name.clone(), "connect");
+        let call = Call::new(Some(name.clone()), "connect");
         let deadline = call.started.checked_add(DEFAULT_TIMEOUT);
         let resource = call.run_until(make, deadline, Runtime::Bridge)?;
         Ok(ForSync {
@@ -157,7 +157,7 @@ impl<T: Send + Sync + 'static> ForSync<T> {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let call = Call::new(self.name.clone(), "call");
+        let call = Call::new(Some(self.name.clone()), "call");
         // Refuse async callers before running any of the caller's code.
         if crate::context().is_async() {
             return Err(call.refusal());

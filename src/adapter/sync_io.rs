@@ -54,7 +54,7 @@ impl<S: Stream> Iterator for BlockingStream<S> {
         if self.done {
             return None;
         }
-        let call = Call::at(crate::bridge::unnamed(), "next", self.location);
+        let call = Call::at(None, "next", self.location);
         match call.block_here(self.stream.next()) {
             Ok(Some(item)) => Some(Ok(item)),
             Ok(None) => {
@@ -133,7 +133,7 @@ impl<T> BlockingIo<T> {
         operation: &'static str,
         future: F,
     ) -> io::Result<R> {
-        Call::at(crate::bridge::unnamed(), operation, location)
+        Call::at(None, operation, location)
             .block_here(future)
             .map_err(io::Error::other)?
     }

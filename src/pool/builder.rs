@@ -91,6 +91,15 @@ impl Builder {
     }
 
     /// The most threads that run jobs at once (1 to 10,000).
+    ///
+    /// Threads start when work arrives and no thread is idle, at once up to
+    /// the number of cores. Past the core count a thread starts only when
+    /// queued work waits behind workers that are blocked: asleep in the OS
+    /// (a read, a lock, a sleep) or in one job for 20 ms or more. A monitor
+    /// thread looks every 100 µs to 10 ms while work waits, so a pool of
+    /// blocking jobs reaches `max_threads` within a few milliseconds, and a
+    /// burst of trivial or CPU-bound jobs runs on as many threads as cores
+    /// instead of contending on `max_threads` of them.
     pub fn max_threads(mut self, n: usize) -> Self {
         self.max_threads = n;
         self

@@ -15,12 +15,19 @@
 //! its permit is released, so a replacement can start. The sum never exceeds
 //! `max_threads + max_abandoned`.
 //!
+//! *Growth* is on demand up to the core count, and past it only for workers
+//! that block, as a monitor thread sees them (see `monitor`). A worker out
+//! of work spins for a moment (yielding its core) before it parks, so a
+//! caller that submits again at once skips a futex wake-up both ways; at
+//! most one worker spins, and submitters do not wake anyone while it does.
+//!
 //! The queue is a `VecDeque` under one mutex. Cancelling a queued job is a
 //! CAS on the job (see `state`), not a search of the queue: the entry stays
 //! as a tombstone that workers skip, and the queue is compacted when
 //! tombstones outnumber live jobs.
 
 mod builder;
+mod monitor;
 mod shutdown;
 pub(crate) mod state;
 pub(crate) mod task;
@@ -42,7 +49,7 @@ use crate::error::{Error, ErrorKind, Phase};
 use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, ThreadMetrics};
 use crate::sync::lock_std as lock;
 use state::{EndedBy, Status};
-use task::{BoxFn, CallSite, Job, Task};
+use task::{BoxFn, CallSite, Job, RunsOn, Task};
 
 /// A bounded pool of OS threads for running blocking code on behalf of async
 /// callers, with deadlines that release the caller whatever the code does.
@@ -98,6 +105,9 @@ impl Drop for PoolHandle {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
+    /// Threads started on demand without asking the monitor: the core
+    /// count, within `min_threads..=max_threads`.
+    eager_threads: usize,
     shared: Mutex<Shared>,
     /// Idle workers wait here for work.
     work_available: Condvar,
@@ -123,14 +133,33 @@ struct Shared {
     idle: usize,
     /// Idle workers already notified and about to take work.
     pending_wakeups: usize,
+    /// A worker out of work is spinning before it parks (at most one): it
+    /// takes the next job without being woken, so submitters leave it be.
+    spinning: bool,
     /// Jobs executing on a thread, abandoned ones included.
     busy: usize,
-    /// What each worker slot is running, for shutdown to abandon.
-    running: Vec<Option<Arc<dyn Task>>>,
+    /// What each worker slot is running, for shutdown to abandon and for
+    /// the monitor to tell blocked workers from busy ones.
+    workers: Vec<WorkerSlot>,
+    /// In the monitor's list (see `monitor`): work waits, no thread is idle,
+    /// and the pool is past its eager limit.
+    monitored: bool,
     free_slots: Vec<usize>,
     next_thread_number: u64,
     peak_threads: usize,
     shutdown: bool,
+}
+
+/// One worker thread's place in the pool; reused by later threads.
+#[derive(Default)]
+struct WorkerSlot {
+    job: Option<Arc<dyn Task>>,
+    /// Jobs this slot has started: names the closure in `in_closure`.
+    jobs_taken: u64,
+    in_closure: Arc<monitor::InClosure>,
+    sighting: monitor::Sighting,
+    /// The thread's `/proc` stat file, where the OS has one.
+    stat: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -179,6 +208,21 @@ pub(crate) fn current_worker_pool() -> Option<Arc<Inner>> {
         .flatten()
 }
 
+/// The eager limit: as many threads as cores (see `monitor`), within
+/// `min_threads..=max_threads`.
+fn eager_threads(config: &Config) -> usize {
+    static CORES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    CORES.max(config.min_threads).min(config.max_threads)
+}
+
+/// How long a worker out of work spins before parking: about one round
+/// trip of a caller that submits again as soon as it is answered.
+const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(30);
+/// Looks at the queue between yields while spinning.
+const SPINS_PER_YIELD: u32 = 32;
+
 /// Why a caller stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GiveUp {
@@ -202,8 +246,10 @@ impl BlockingPool {
                 abandoned_over: 0,
                 idle: 0,
                 pending_wakeups: 0,
+                spinning: false,
                 busy: 0,
-                running: Vec::new(),
+                workers: Vec::new(),
+                monitored: false,
                 free_slots: Vec::new(),
                 next_thread_number: 0,
                 peak_threads: 0,
@@ -217,6 +263,7 @@ impl BlockingPool {
             counters: Counters::default(),
             queue_wait: Histogram::new(),
             run_time: Histogram::new(),
+            eager_threads: eager_threads(&config),
             config,
         });
         register(&inner);
@@ -396,35 +443,143 @@ impl Inner {
         }
         shared.queue.push_back(job);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        self.find_thread_for_new_job(shared);
+        if !shared.spinning {
+            self.find_threads(shared, 1);
+        }
         Ok(())
     }
 
-    /// After a push to the queue: wakes an idle worker for it, or starts one
-    /// if the pool may grow; otherwise a busy worker takes it when free.
-    fn find_thread_for_new_job(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
-        if shared.idle > 0 {
-            shared.idle -= 1;
-            shared.pending_wakeups += 1;
-            // Notified after unlocking, so the woken worker does not wake
-            // straight into a lock its waker still holds.
-            drop(shared);
-            self.work_available.notify_one();
-        } else if self.should_grow(&shared) {
+    /// After pushes to the queue that no thread was told of: wakes idle
+    /// workers for `jobs` of them, starts threads up to the eager limit for
+    /// the rest, and has the monitor watch for blocked workers if that is
+    /// not enough; otherwise busy workers take them when free.
+    fn find_threads<'a>(
+        self: &'a Arc<Self>,
+        mut shared: std::sync::MutexGuard<'a, Shared>,
+        jobs: usize,
+    ) {
+        let wake = jobs.min(shared.idle);
+        shared.idle -= wake;
+        shared.pending_wakeups += wake;
+        let mut unserved = jobs - wake;
+        let start = unserved.min(self.eager_threads.saturating_sub(shared.active_threads));
+        unserved -= start;
+        let watch = unserved > 0
+            && shared.active_threads + start < self.config.max_threads
+            && !shared.monitored;
+        shared.monitored |= watch;
+        for _ in 0..start {
             self.spawn_worker(shared);
+            shared = lock(&self.shared);
+        }
+        // Notified after unlocking, so a woken worker does not wake straight
+        // into a lock its waker still holds.
+        drop(shared);
+        for _ in 0..wake {
+            self.work_available.notify_one();
+        }
+        if watch && !monitor::watch(self) {
+            // No monitor thread: grow at once, as if every job blocked.
+            let mut shared = lock(&self.shared);
+            shared.monitored = false;
+            if shared.idle == 0 && shared.active_threads < self.config.max_threads {
+                self.spawn_worker(shared);
+            }
         }
     }
 
-    /// Whether one more thread may start: whenever no thread is idle, up to
-    /// `max_threads`.
-    ///
-    /// Growing only when jobs look blocked (a worker in one job for a
-    /// while) was tried, to keep CPU-bound bursts on as many threads as
-    /// cores; without a timer to look again later, jobs that wait on each
-    /// other (a barrier across `max_threads` jobs) then never got their
-    /// thread. `max_threads` is the knob for CPU-bound pools.
-    fn should_grow(&self, shared: &Shared) -> bool {
-        shared.active_threads < self.config.max_threads
+    /// Spins for up to `SPIN_FOR` waiting for a job to be queued; true if
+    /// one was (a hint: the caller looks under the lock). Yields between
+    /// looks, so on a busy machine the spin gives its core to the threads
+    /// that would queue the next job (the caller's runtime worker).
+    fn spin_for_work(&self) -> bool {
+        let started = Instant::now();
+        loop {
+            for _ in 0..SPINS_PER_YIELD {
+                if self.queued.load(Ordering::Relaxed) > 0 {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if started.elapsed() >= SPIN_FOR {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// One monitor tick (see `monitor`): starts threads for queued work if
+    /// workers are blocked. Reads `/proc` with the pool lock released.
+    pub(crate) fn monitor_tick(self: &Arc<Self>, now: Instant) -> monitor::Verdict {
+        let mut shared = lock(&self.shared);
+        if shared.shutdown
+            || shared.active_threads >= self.config.max_threads
+            || self.live_queued(&shared) == 0
+        {
+            shared.monitored = false;
+            return monitor::Verdict::Done;
+        }
+        if shared.idle + shared.pending_wakeups > 0 || shared.spinning {
+            return monitor::Verdict::Watch;
+        }
+        // Workers in the same job as at the last tick, and for how long.
+        let mut candidates = Vec::new();
+        for worker in &mut shared.workers {
+            let in_closure = worker.in_closure.current();
+            if worker
+                .job
+                .as_ref()
+                .is_some_and(|job| job.was_abandon_budgeted())
+            {
+                continue;
+            }
+            if let Some(ran) = monitor::sighted(&mut worker.sighting, in_closure, now) {
+                candidates.push((worker.stat.clone(), ran));
+            }
+        }
+        if candidates.is_empty() {
+            return monitor::Verdict::Watch;
+        }
+        drop(shared);
+        let blocked = candidates
+            .iter()
+            .filter(|(stat, ran)| monitor::is_blocked(stat.as_deref(), *ran))
+            .count();
+        let mut shared = lock(&self.shared);
+        let waiting = self.live_queued(&shared);
+        if shared.shutdown
+            || shared.idle + shared.pending_wakeups > 0
+            || shared.spinning
+            || waiting == 0
+        {
+            return monitor::Verdict::Watch;
+        }
+        let runnable = shared.active_threads.saturating_sub(blocked);
+        // Give the cores back their runnable threads, and double past that
+        // while everything blocks (the ramp of a pool of blocking jobs).
+        let wanted = self.eager_threads.saturating_sub(runnable).max(blocked);
+        let room = self.config.max_threads - shared.active_threads.min(self.config.max_threads);
+        let start = wanted.min(room).min(waiting);
+        if start == 0 {
+            return monitor::Verdict::Watch;
+        }
+        for _ in 0..start {
+            self.spawn_worker(shared);
+            shared = lock(&self.shared);
+        }
+        #[cfg(feature = "tracing")]
+        tracing::debug!(pool = %self.config.name, blocked, started = start, "colorseam pool grew past its eager limit: workers blocked");
+        monitor::Verdict::Grew
+    }
+
+    /// Queued jobs nobody has cancelled, counted up to `max_threads`.
+    fn live_queued(&self, shared: &Shared) -> usize {
+        shared
+            .queue
+            .iter()
+            .filter(|job| job.status() == Status::Queued)
+            .take(self.config.max_threads)
+            .count()
     }
 
     /// Queues a job that was counted as queued but handed to a waiting
@@ -438,7 +593,9 @@ impl Inner {
             return;
         }
         shared.queue.push_back(job);
-        self.find_thread_for_new_job(shared);
+        if !shared.spinning {
+            self.find_threads(shared, 1);
+        }
     }
 
     /// Starts one more active worker. Consumes the guard so thread start-up
@@ -448,8 +605,8 @@ impl Inner {
         let slot = match shared.free_slots.pop() {
             Some(slot) => slot,
             None => {
-                shared.running.push(None);
-                shared.running.len() - 1
+                shared.workers.push(WorkerSlot::default());
+                shared.workers.len() - 1
             }
         };
         shared.next_thread_number += 1;
@@ -488,24 +645,33 @@ impl Inner {
 
     fn worker_loop(self: Arc<Self>, slot: usize) {
         WORKER_OF.with(|w| *w.borrow_mut() = Some(Arc::downgrade(&self)));
+        let stat = monitor::own_stat_path();
         // The last job this thread ran. Its `Arc` may be the last one, and
         // dropping it runs user code (the value's `Drop`), so it is only ever
         // dropped with the pool lock released.
         let mut finished: Option<Arc<dyn Task>> = None;
         let mut shared = lock(&self.shared);
+        shared.workers[slot].stat = stat;
+        let in_closure = shared.workers[slot].in_closure.clone();
         'work: loop {
             while let Some(job) = shared.queue.pop_front() {
                 shared.busy += 1;
-                shared.running[slot] = Some(job.clone());
+                let worker = &mut shared.workers[slot];
+                worker.job = Some(job.clone());
+                worker.jobs_taken += 1;
+                let job_number = worker.jobs_taken;
                 drop(shared);
                 task::drop_quietly(finished.take());
                 // `run` catches the job's panics; this catches the rest (a
                 // waker whose `wake` panics) so the thread and its
                 // accounting survive either way.
-                let ran = catch_unwind(AssertUnwindSafe(|| job.clone().run(&self, false)))
-                    .unwrap_or(true);
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    job.clone()
+                        .run(&self, RunsOn::Worker(&in_closure, job_number))
+                }))
+                .unwrap_or(true);
                 shared = lock(&self.shared);
-                shared.running[slot] = None;
+                shared.workers[slot].job = None;
                 shared.busy -= 1;
                 let leave = ran && self.after_run(&mut shared, &*job);
                 finished = Some(job);
@@ -525,6 +691,26 @@ impl Inner {
                 task::drop_quietly(finished.take());
                 shared = lock(&self.shared);
                 continue 'work;
+            }
+            if !shared.spinning {
+                // Out of work: spin a moment before parking, so a caller
+                // that submits again at once (a sequential caller, a burst
+                // outpaced by its workers) skips a futex wake-up both ways.
+                shared.spinning = true;
+                drop(shared);
+                self.spin_for_work();
+                shared = lock(&self.shared);
+                shared.spinning = false;
+                // Jobs queued while this thread spun woke nobody: it takes
+                // one and finds threads for the rest.
+                let unserved = shared.queue.len().saturating_sub(1);
+                if unserved > 0 && !shared.shutdown {
+                    self.find_threads(shared, unserved);
+                    shared = lock(&self.shared);
+                }
+                if !shared.queue.is_empty() || shared.shutdown {
+                    continue 'work;
+                }
             }
             shared.idle += 1;
             loop {
@@ -739,7 +925,7 @@ impl Inner {
             (
                 ThreadMetrics {
                     total: shared.active_threads + shared.abandoned_budgeted,
-                    idle: shared.idle + shared.pending_wakeups,
+                    idle: shared.idle + shared.pending_wakeups + usize::from(shared.spinning),
                     busy: shared.busy.saturating_sub(abandoned),
                     abandoned,
                     peak: shared.peak_threads,
@@ -814,7 +1000,11 @@ impl Inner {
     /// queued. Returns how many were abandoned and cancelled.
     fn abandon_running(&self) -> (usize, usize) {
         let mut shared = lock(&self.shared);
-        let running: Vec<Arc<dyn Task>> = shared.running.iter().flatten().cloned().collect();
+        let running: Vec<Arc<dyn Task>> = shared
+            .workers
+            .iter()
+            .filter_map(|w| w.job.clone())
+            .collect();
         let mut abandoned = 0;
         for job in &running {
             if job.try_abandon_by_pool() {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Inner;
+use super::monitor::InClosure;
 use super::state::{EndedBy, JobCore, Status};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::job::JobInfo;
@@ -48,12 +49,22 @@ pub(crate) struct Job<T> {
     pub(crate) site: CallSite,
 }
 
+/// Where a job runs.
+#[derive(Clone, Copy)]
+pub(crate) enum RunsOn<'a> {
+    /// On a pool worker, which shows the monitor when it is inside the
+    /// closure (and which one: the worker's job count).
+    Worker(&'a InClosure, u64),
+    /// On a thread waiting for it in `block_on`.
+    Inline,
+}
+
 /// The queue's view of a job, independent of its value type.
 pub(crate) trait Task: JobInfo {
     /// Runs the job if nobody claimed or cancelled it first: on a worker of
-    /// its own, or `inline` on a thread waiting for it in `block_on`.
+    /// its own, or inline on a thread waiting for it in `block_on`.
     /// Returns false for a job someone else took (a tombstone).
-    fn run(self: Arc<Self>, pool: &Inner, inline: bool) -> bool;
+    fn run(self: Arc<Self>, pool: &Inner, on: RunsOn<'_>) -> bool;
     /// Ends a queued job on the pool's initiative. True if it was queued.
     fn cancel_by_pool(&self, pool: &Inner, by: EndedBy) -> bool;
     /// Tries to abandon a running job on the pool's initiative (shutdown).
@@ -132,8 +143,8 @@ impl<T: Send + 'static> JobInfo for Job<T> {
 }
 
 impl<T: Send + 'static> Task for Job<T> {
-    fn run(self: Arc<Self>, pool: &Inner, inline: bool) -> bool {
-        let Some(func) = self.core.try_start(inline) else {
+    fn run(self: Arc<Self>, pool: &Inner, on: RunsOn<'_>) -> bool {
+        let Some(func) = self.core.try_start(matches!(on, RunsOn::Inline)) else {
             return false;
         };
         pool.job_started();
@@ -143,7 +154,15 @@ impl<T: Send + 'static> Task for Job<T> {
         let info: Arc<dyn JobInfo> = self.clone();
         #[cfg(feature = "tracing")]
         let _entered = self.site.span.enter();
-        let outcome = crate::job::enter(info, || catch_unwind(AssertUnwindSafe(func)));
+        let outcome = crate::job::enter(info, || match on {
+            RunsOn::Worker(probe, id) => {
+                probe.enter(id);
+                let outcome = catch_unwind(AssertUnwindSafe(func));
+                probe.leave();
+                outcome
+            }
+            RunsOn::Inline => catch_unwind(AssertUnwindSafe(func)),
+        });
         pool.run_time.record(started.elapsed());
         let outcome = outcome.map_err(|payload| {
             let message = panic_message(&*payload);
