@@ -483,6 +483,50 @@ fn round_trip(rows: &mut Vec<Row>) {
     );
     row.goal = "negligible".into();
     rows.push(row);
+
+    // What spinning costs: calls 1 ms apart, so every call finds the worker
+    // parked (or spinning in vain after the previous one).
+    let raw = RawPool::start(1);
+    let mut cpu: [Vec<f64>; 4] = Default::default();
+    for rep in 0..SPARSE_REPS {
+        for peer in rotated(&OFFLOADERS, rep) {
+            let before = cpu_ns();
+            on_worker(&rt, sparse(peer, pool.clone(), raw.clone()));
+            let per_call = (cpu_ns() - before) as f64 / 1e3 / SPARSE_CALLS as f64;
+            cpu[peer as usize].push(per_call);
+        }
+    }
+    raw.close();
+    let m = cpu.each_ref().map(|v| median(v));
+    let mut row = Row::new(
+        "CPU per call, calls 1 ms apart, whole process (µs)",
+        format!("{:.1}", m[0]),
+    );
+    row.spawn_blocking = format!("{:.1}", m[1]);
+    row.unblock = format!("{:.1}", m[2]);
+    row.floor = format!("{:.1}", m[3]);
+    row.goal = "spinning's cost: small beside the 1 ms gap".into();
+    row.ratio = format!("+{:.1} µs vs spawn_blocking", m[0] - m[1]);
+    rows.push(row);
+}
+
+const SPARSE_CALLS: usize = 300;
+const SPARSE_REPS: usize = 3;
+
+/// `SPARSE_CALLS` trivial offloads through `peer`, 1 ms apart.
+async fn sparse(peer: Peer, pool: BlockingPool, raw: RawPool) {
+    for _ in 0..SPARSE_CALLS {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let value = match peer {
+            Peer::Colorseam => pool.offload(|| black_box(1u64)).await.expect("offload"),
+            Peer::SpawnBlocking => tokio::task::spawn_blocking(|| black_box(1u64))
+                .await
+                .expect("spawn_blocking"),
+            Peer::Unblock => blocking::unblock(|| black_box(1u64)).await,
+            Peer::Raw => raw.run(|| black_box(1u64)).await,
+        };
+        black_box(value);
+    }
 }
 
 // ------------------------------------------------------------------- burst

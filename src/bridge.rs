@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::pool::Inner;
 use crate::pool::task::{Task, panic_message};
+use crate::spin::SpinBudget;
 use crate::sync::lock_std;
 
 /// The flavor of a tokio runtime.
@@ -105,11 +106,14 @@ thread_local! {
     static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
     /// The inbox of the pool thread waiting in `block_on` on this thread.
     static NESTED_INBOX: RefCell<Option<Arc<Inbox>>> = const { RefCell::new(None) };
+    /// How long this thread spins in `block_on` before parking.
+    static SPIN_BUDGET: Cell<SpinBudget> = const { Cell::new(SpinBudget::new(SPIN_BEFORE_PARK)) };
     /// The waker of this thread's executor, built once.
     static SIGNAL: (Arc<Signal>, Waker) = {
         let signal = Arc::new(Signal {
             thread: std::thread::current(),
             woken: AtomicBool::new(false),
+            woken_at: AtomicU64::new(0),
         });
         let waker = Waker::from(signal.clone());
         (signal, waker)
@@ -236,6 +240,8 @@ pub(crate) fn nested_inbox_for(pool: &Arc<Inner>) -> Option<Arc<Inbox>> {
 struct Signal {
     thread: Thread,
     woken: AtomicBool,
+    /// When it was last woken (a `spin::stamp`), to learn how long to spin.
+    woken_at: AtomicU64,
 }
 
 impl Wake for Signal {
@@ -244,6 +250,8 @@ impl Wake for Signal {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.woken.swap(true, Ordering::Release) {
+            self.woken_at
+                .store(crate::spin::stamp(Instant::now()), Ordering::Relaxed);
             self.thread.unpark();
         }
     }
@@ -263,6 +271,20 @@ impl Drop for RestoreDepth<'_> {
             self.0.woken.store(true, Ordering::Release);
         }
     }
+}
+
+/// Tunes this thread's spin from a wait that began at `since` and ended
+/// when the waker woke it (not when the OS ran this thread again).
+fn learn_spin(since: Instant, signal: &Signal) {
+    let waited = crate::spin::since_stamp(signal.woken_at.load(Ordering::Relaxed))
+        .map_or(Duration::ZERO, |woken| {
+            woken.saturating_duration_since(since)
+        });
+    SPIN_BUDGET.with(|b| {
+        let mut budget = b.get();
+        budget.after_wait(waited);
+        b.set(budget);
+    });
 }
 
 /// Why driving a future stopped without its value.
@@ -315,6 +337,7 @@ fn drive<F: Future>(
                     return Err(Stopped::Panicked(message));
                 }
             }
+            let mut pending_since = None;
             loop {
                 // Nested jobs first, every time round: a future that keeps
                 // waking itself must not starve the job it waits for.
@@ -322,10 +345,21 @@ fn drive<F: Future>(
                     inbox.run_pending(deadline);
                 }
                 if signal.woken.swap(false, Ordering::Acquire) {
+                    if let Some(since) = pending_since {
+                        learn_spin(since, signal);
+                    }
                     break;
                 }
-                if spin_until_woken(signal, deadline) {
-                    continue;
+                if pending_since.is_none() {
+                    let now = Instant::now();
+                    pending_since = Some(now);
+                    let budget = SPIN_BUDGET.with(|b| b.get().get());
+                    let budget =
+                        deadline.map_or(budget, |d| d.saturating_duration_since(now).min(budget));
+                    if crate::spin::spin_until(now, budget, || signal.woken.load(Ordering::Relaxed))
+                    {
+                        continue;
+                    }
                 }
                 match deadline {
                     None => std::thread::park(),
@@ -348,34 +382,10 @@ fn drive<F: Future>(
     }
 }
 
-/// How long a waiting `block_on` spins before it parks: about one
-/// cross-thread wake-up, which a future woken from another thread (a pool
-/// worker, a runtime worker) then costs once rather than twice.
+/// How long a waiting `block_on` spins before it parks, at most: about
+/// one cross-thread wake-up, which a future woken from another thread (a
+/// pool worker, a runtime worker) then costs once rather than twice.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(40);
-/// Looks at the wake flag between yields while spinning.
-const SPINS_PER_YIELD: u32 = 32;
-
-/// Spins, yielding the core between looks so threads that would wake this
-/// one can run, until woken (true) or `SPIN_BEFORE_PARK` or the deadline
-/// has passed (false).
-fn spin_until_woken(signal: &Signal, deadline: Option<Instant>) -> bool {
-    let started = Instant::now();
-    let until = deadline.map_or(SPIN_BEFORE_PARK, |d| {
-        d.saturating_duration_since(started).min(SPIN_BEFORE_PARK)
-    });
-    loop {
-        for _ in 0..SPINS_PER_YIELD {
-            if signal.woken.load(Ordering::Relaxed) {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if started.elapsed() >= until {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-}
 
 static BRIDGE: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 

@@ -107,6 +107,7 @@ pub mod job;
 pub mod metrics;
 mod offload;
 pub mod pool;
+mod spin;
 mod sync;
 
 pub use bridge::{

@@ -47,6 +47,7 @@ pub use shutdown::{QueuedWork, Shutdown, ShutdownOptions, ShutdownReport};
 
 use crate::error::{Error, ErrorKind, Phase};
 use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, ThreadMetrics};
+use crate::spin::{self, SpinBudget};
 use crate::sync::lock_std as lock;
 use state::{EndedBy, Status};
 use task::{BoxFn, CallSite, Job, RunsOn, Task};
@@ -136,6 +137,11 @@ struct Shared {
     /// A worker out of work is spinning before it parks (at most one): it
     /// takes the next job without being woken, so submitters leave it be.
     spinning: bool,
+    /// How long a worker out of work spins, learned from recent idle spells.
+    spin_budget: SpinBudget,
+    /// When work was last offered to a parked worker: its idle spell ends
+    /// there, not when the OS gets round to running it.
+    work_offered_at: Option<Instant>,
     /// Jobs executing on a thread, abandoned ones included.
     busy: usize,
     /// What each worker slot is running, for shutdown to abandon and for
@@ -220,8 +226,6 @@ fn eager_threads(config: &Config) -> usize {
 /// How long a worker out of work spins before parking: about one round
 /// trip of a caller that submits again as soon as it is answered.
 const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(30);
-/// Looks at the queue between yields while spinning.
-const SPINS_PER_YIELD: u32 = 32;
 
 /// Why a caller stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +251,8 @@ impl BlockingPool {
                 idle: 0,
                 pending_wakeups: 0,
                 spinning: false,
+                spin_budget: SpinBudget::new(SPIN_FOR),
+                work_offered_at: None,
                 busy: 0,
                 workers: Vec::new(),
                 monitored: false,
@@ -461,6 +467,9 @@ impl Inner {
         let wake = jobs.min(shared.idle);
         shared.idle -= wake;
         shared.pending_wakeups += wake;
+        if wake > 0 {
+            shared.work_offered_at = Some(Instant::now());
+        }
         let mut unserved = jobs - wake;
         let start = unserved.min(self.eager_threads.saturating_sub(shared.active_threads));
         unserved -= start;
@@ -485,26 +494,6 @@ impl Inner {
             if shared.idle == 0 && shared.active_threads < self.config.max_threads {
                 self.spawn_worker(shared);
             }
-        }
-    }
-
-    /// Spins for up to `SPIN_FOR` waiting for a job to be queued; true if
-    /// one was (a hint: the caller looks under the lock). Yields between
-    /// looks, so on a busy machine the spin gives its core to the threads
-    /// that would queue the next job (the caller's runtime worker).
-    fn spin_for_work(&self) -> bool {
-        let started = Instant::now();
-        loop {
-            for _ in 0..SPINS_PER_YIELD {
-                if self.queued.load(Ordering::Relaxed) > 0 {
-                    return true;
-                }
-                std::hint::spin_loop();
-            }
-            if started.elapsed() >= SPIN_FOR {
-                return false;
-            }
-            std::thread::yield_now();
         }
     }
 
@@ -692,15 +681,22 @@ impl Inner {
                 shared = lock(&self.shared);
                 continue 'work;
             }
-            if !shared.spinning {
+            let out_of_work = Instant::now();
+            if !shared.spinning && !shared.spin_budget.get().is_zero() {
                 // Out of work: spin a moment before parking, so a caller
                 // that submits again at once (a sequential caller, a burst
                 // outpaced by its workers) skips a futex wake-up both ways.
                 shared.spinning = true;
+                let budget = shared.spin_budget.get();
                 drop(shared);
-                self.spin_for_work();
+                let found = spin::spin_until(out_of_work, budget, || {
+                    self.queued.load(Ordering::Relaxed) > 0
+                });
                 shared = lock(&self.shared);
                 shared.spinning = false;
+                if found {
+                    shared.spin_budget.after_wait(out_of_work.elapsed());
+                }
                 // Jobs queued while this thread spun woke nobody: it takes
                 // one and finds threads for the rest.
                 let unserved = shared.queue.len().saturating_sub(1);
@@ -721,6 +717,9 @@ impl Inner {
                 shared = guard;
                 if shared.pending_wakeups > 0 {
                     shared.pending_wakeups -= 1;
+                    let offered = shared.work_offered_at.unwrap_or_else(Instant::now);
+                    let idle_spell = offered.saturating_duration_since(out_of_work);
+                    shared.spin_budget.after_wait(idle_spell);
                     continue 'work;
                 }
                 if shared.shutdown
