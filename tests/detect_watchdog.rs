@@ -164,3 +164,29 @@ fn a_healthy_runtime_gets_no_report() {
     assert_eq!(watchdog.reports(), 0);
     assert_eq!(watchdog.stalls(), 0);
 }
+
+#[test]
+fn a_poll_that_panicked_leaves_no_stall_behind() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stalling = Arc::new(AtomicBool::new(false));
+    let (watchdog, seen) = watch(&rt, stalling);
+    rt.block_on(async {
+        // `resume_unwind` skips the panic hook, whose backtrace could
+        // itself take longer than the threshold inside the poll.
+        let panicked = tokio::spawn(instrument(
+            async { std::panic::resume_unwind(Box::new("the task's own bug")) },
+            "panics-once",
+        ))
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        // The worker thread carries on, healthy, for several thresholds:
+        // a mark left behind by the panicking poll would read as a stall.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    let seen = seen.lock().unwrap();
+    assert!(seen.is_empty(), "{:?}", seen.first());
+    assert_eq!(watchdog.stalls(), 0);
+}

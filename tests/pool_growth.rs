@@ -102,7 +102,11 @@ async fn jobs_that_spin_waiting_for_each_other_still_get_their_threads() {
         })
         .collect();
     for call in calls {
-        assert_eq!(call.await.unwrap(), jobs, "a job gave up waiting for the others");
+        assert_eq!(
+            call.await.unwrap(),
+            jobs,
+            "a job gave up waiting for the others"
+        );
     }
     assert_eq!(pool.metrics().threads.peak, jobs);
 }

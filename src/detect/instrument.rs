@@ -20,7 +20,24 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Nanoseconds since the crate's epoch, plus one so that zero means "none".
 pub(crate) fn stamp(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos())
+    stamp_from(*EPOCH, at)
+}
+
+/// The stamp of this moment. The epoch is fixed before the clock is read,
+/// so (short of the 584-year saturation) two of these differ by exactly
+/// the time between them and a poll's length is a subtraction: cheaper
+/// than keeping the `Instant`s and subtracting those too.
+// Inline: `Instrumented::poll` is monomorphised in the caller's crate, and
+// a cross-crate call per poll is measurable at this scale.
+#[inline]
+fn stamp_now() -> u64 {
+    let epoch = *EPOCH;
+    stamp_from(epoch, Instant::now())
+}
+
+#[inline]
+fn stamp_from(epoch: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos())
         .unwrap_or(u64::MAX - 1)
         .saturating_add(1)
 }
@@ -78,15 +95,6 @@ static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct TaskInfo {
     pub(crate) name: String,
     pub(crate) location: &'static Location<'static>,
-    stats: TaskCounters,
-}
-
-#[derive(Default)]
-struct TaskCounters {
-    polls: AtomicU64,
-    slow_polls: AtomicU64,
-    busy_nanos: AtomicU64,
-    max_poll_nanos: AtomicU64,
 }
 
 /// The name and call site of the task with this id, if it still exists.
@@ -109,6 +117,19 @@ pub fn set_slow_poll_hook(
     SLOW_POLL_HOOK.set(Box::new(hook)).is_ok()
 }
 
+/// What `Instrumented::poll` counts, in nanoseconds.
+#[derive(Default)]
+struct Counters {
+    polls: u64,
+    slow_polls: u64,
+    busy_nanos: u64,
+    max_poll_nanos: u64,
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Counters of one instrumented task (all counters, monotonic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -127,14 +148,19 @@ pin_project_lite::pin_project! {
     /// A future whose polls are timed and visible to the [`Watchdog`](super::Watchdog).
     ///
     /// Returned by [`instrument`]. It behaves exactly like the future it
-    /// wraps, plus two clock reads and a few relaxed atomic stores per poll.
+    /// wraps, plus two clock reads and a few plain (not read-modify-write)
+    /// atomic stores per poll.
     #[must_use = "futures do nothing unless polled"]
     pub struct Instrumented<F> {
         #[pin]
         future: F,
         id: u64,
         info: Arc<TaskInfo>,
-        slow_poll: Duration,
+        slow_poll_nanos: u64,
+        // Plain integers, not shared atomics: only `poll` writes them and
+        // only `stats` reads them, and `&mut self` versus `&self` already
+        // keeps those apart, so no locked instruction is needed per poll.
+        counters: Counters,
     }
 
     impl<F> PinnedDrop for Instrumented<F> {
@@ -167,32 +193,32 @@ pub fn instrument<F: Future>(future: F, name: impl Into<String>) -> Instrumented
     let info = Arc::new(TaskInfo {
         name: name.into(),
         location: Location::caller(),
-        stats: TaskCounters::default(),
     });
     lock_std(&TASKS).insert(id, Arc::downgrade(&info));
     Instrumented {
         future,
         id,
         info,
-        slow_poll: DEFAULT_SLOW_POLL,
+        slow_poll_nanos: nanos(DEFAULT_SLOW_POLL),
+        counters: Counters::default(),
     }
 }
 
 impl<F> Instrumented<F> {
     /// Reports polls slower than `threshold` instead of 10 ms.
     pub fn slow_poll_threshold(mut self, threshold: Duration) -> Self {
-        self.slow_poll = threshold;
+        self.slow_poll_nanos = nanos(threshold);
         self
     }
 
     /// The task's counters so far.
     pub fn stats(&self) -> TaskStats {
-        let c = &self.info.stats;
+        let c = &self.counters;
         TaskStats {
-            polls: c.polls.load(Ordering::Relaxed),
-            slow_polls: c.slow_polls.load(Ordering::Relaxed),
-            busy: Duration::from_nanos(c.busy_nanos.load(Ordering::Relaxed)),
-            max_poll: Duration::from_nanos(c.max_poll_nanos.load(Ordering::Relaxed)),
+            polls: c.polls,
+            slow_polls: c.slow_polls,
+            busy: Duration::from_nanos(c.busy_nanos),
+            max_poll: Duration::from_nanos(c.max_poll_nanos),
         }
     }
 }
@@ -202,34 +228,80 @@ impl<F: Future> Future for Instrumented<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let start = Instant::now();
-        let since = stamp(start);
-        // Nested instrumented futures: the innermost is marked while it
-        // runs, and the outer one is restored after.
-        let previous = MARK.with(|mark| {
-            (
-                mark.task.swap(*this.id, Ordering::Relaxed),
-                mark.polling_since.swap(since, Ordering::Release),
-            )
-        });
+        let polling = Polling::begin(*this.id, stamp_now());
         let result = this.future.poll(cx);
-        let elapsed = start.elapsed();
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        MARK.with(|mark| {
-            mark.last_since.store(since, Ordering::Relaxed);
-            mark.last_nanos.store(nanos, Ordering::Relaxed);
-            mark.task.store(previous.0, Ordering::Relaxed);
-            mark.polling_since.store(previous.1, Ordering::Release);
-        });
-        let c = &this.info.stats;
-        c.polls.fetch_add(1, Ordering::Relaxed);
-        c.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
-        c.max_poll_nanos.fetch_max(nanos, Ordering::Relaxed);
-        if elapsed > *this.slow_poll {
-            c.slow_polls.fetch_add(1, Ordering::Relaxed);
-            slow_poll(this.info, elapsed);
+        let nanos = polling.end(stamp_now());
+        let c = this.counters;
+        c.polls += 1;
+        c.busy_nanos = c.busy_nanos.saturating_add(nanos);
+        c.max_poll_nanos = c.max_poll_nanos.max(nanos);
+        if nanos > *this.slow_poll_nanos {
+            c.slow_polls += 1;
+            slow_poll(this.info, Duration::from_nanos(nanos));
         }
         result
+    }
+}
+
+/// This thread's mark while one instrumented poll runs.
+///
+/// Only the owning thread writes its mark and the watchdog only reads it,
+/// so plain loads and stores do: a swap is a locked instruction, several
+/// times the cost of the plain stores it replaces. The `Release` store of
+/// `polling_since` publishes the stores before it to the watchdog's
+/// `Acquire` load.
+struct Polling {
+    since: u64,
+    // Nested instrumented futures: the innermost is marked while it runs,
+    // and the outer one is restored after.
+    outer_task: u64,
+    outer_since: u64,
+}
+
+impl Polling {
+    #[inline]
+    fn begin(task: u64, since: u64) -> Self {
+        MARK.with(|mark| {
+            let polling = Polling {
+                since,
+                outer_task: mark.task.load(Ordering::Relaxed),
+                outer_since: mark.polling_since.load(Ordering::Relaxed),
+            };
+            mark.task.store(task, Ordering::Relaxed);
+            mark.polling_since.store(since, Ordering::Release);
+            polling
+        })
+    }
+
+    /// Records the finished poll's length, so the watchdog can give a
+    /// stall's exact total, restores the outer mark, and returns the length.
+    // One thread-local access for all of it; `Drop` is left for unwinding.
+    #[inline]
+    fn end(self, now: u64) -> u64 {
+        let nanos = now.saturating_sub(self.since);
+        MARK.with(|mark| {
+            mark.last_since.store(self.since, Ordering::Relaxed);
+            mark.last_nanos.store(nanos, Ordering::Relaxed);
+            mark.task.store(self.outer_task, Ordering::Relaxed);
+            mark.polling_since
+                .store(self.outer_since, Ordering::Release);
+        });
+        std::mem::forget(self);
+        nanos
+    }
+}
+
+impl Drop for Polling {
+    // Runs only when the wrapped poll panics (`end` forgets it): a runtime
+    // that catches the panic keeps using the thread, and a mark left behind
+    // would have the watchdog report a stall in a task no longer running.
+    #[cold]
+    fn drop(&mut self) {
+        let _ = MARK.try_with(|mark| {
+            mark.task.store(self.outer_task, Ordering::Relaxed);
+            mark.polling_since
+                .store(self.outer_since, Ordering::Release);
+        });
     }
 }
 

@@ -28,7 +28,9 @@
 //! a current-thread runtime; on a multi-thread runtime, when the heartbeat
 //! cannot be scheduled), but without a task name, and on a multi-thread
 //! runtime whose other workers keep scheduling it may go unseen. Instrument
-//! the tasks you care about; it costs a few tens of nanoseconds per poll.
+//! the tasks you care about. It costs two clock reads per poll and a few
+//! plain stores (no locked instructions): about 55 ns per poll on a 2-core
+//! VM whose clock read takes ~25 ns, so almost all of it is the clock.
 
 mod instrument;
 mod lag;
