@@ -38,6 +38,12 @@ pub(crate) struct WakerThread {
 
 impl WakerThread {
     pub(crate) fn start() -> Self {
+        Self::start_with_delay(std::time::Duration::ZERO)
+    }
+
+    /// A helper that sleeps `delay` before each wake: a future that is
+    /// pending for a while, as IO is.
+    pub(crate) fn start_with_delay(delay: std::time::Duration) -> Self {
         let (wakers, rx) = mpsc::channel::<Waker>();
         let woken = Arc::new(AtomicU64::new(0));
         let counter = woken.clone();
@@ -45,6 +51,9 @@ impl WakerThread {
             .name("fixture-waker".to_owned())
             .spawn(move || {
                 for waker in rx {
+                    if !delay.is_zero() {
+                        thread::sleep(delay);
+                    }
                     counter.fetch_add(1, Ordering::Release);
                     waker.wake();
                 }

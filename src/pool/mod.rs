@@ -16,10 +16,7 @@
 //! `max_threads + max_abandoned`.
 //!
 //! *Growth* is on demand up to the core count, and past it only for workers
-//! that block, as a monitor thread sees them (see `monitor`). A worker out
-//! of work spins for a moment (yielding its core) before it parks, so a
-//! caller that submits again at once skips a futex wake-up both ways; at
-//! most one worker spins, and submitters do not wake anyone while it does.
+//! that block, as a monitor thread sees them (see `monitor`).
 //!
 //! The queue is a `VecDeque` under one mutex. Cancelling a queued job is a
 //! CAS on the job (see `state`), not a search of the queue: the entry stays
@@ -47,7 +44,6 @@ pub use shutdown::{QueuedWork, Shutdown, ShutdownOptions, ShutdownReport};
 
 use crate::error::{Error, ErrorKind, Phase};
 use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, ThreadMetrics};
-use crate::spin::{self, SpinBudget};
 use crate::sync::lock_std as lock;
 use state::{EndedBy, Status};
 use task::{BoxFn, CallSite, Job, RunsOn, Task};
@@ -134,14 +130,6 @@ struct Shared {
     idle: usize,
     /// Idle workers already notified and about to take work.
     pending_wakeups: usize,
-    /// A worker out of work is spinning before it parks (at most one): it
-    /// takes the next job without being woken, so submitters leave it be.
-    spinning: bool,
-    /// How long a worker out of work spins, learned from recent idle spells.
-    spin_budget: SpinBudget,
-    /// When work was last offered to a parked worker: its idle spell ends
-    /// there, not when the OS gets round to running it.
-    work_offered_at: Option<Instant>,
     /// Jobs executing on a thread, abandoned ones included.
     busy: usize,
     /// What each worker slot is running, for shutdown to abandon and for
@@ -223,10 +211,6 @@ fn eager_threads(config: &Config) -> usize {
     CORES.max(config.min_threads).min(config.max_threads)
 }
 
-/// How long a worker out of work spins before parking: about one round
-/// trip of a caller that submits again as soon as it is answered.
-const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(30);
-
 /// Why a caller stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GiveUp {
@@ -250,9 +234,6 @@ impl BlockingPool {
                 abandoned_over: 0,
                 idle: 0,
                 pending_wakeups: 0,
-                spinning: false,
-                spin_budget: SpinBudget::new(SPIN_FOR),
-                work_offered_at: None,
                 busy: 0,
                 workers: Vec::new(),
                 monitored: false,
@@ -449,50 +430,33 @@ impl Inner {
         }
         shared.queue.push_back(job);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if !shared.spinning {
-            self.find_threads(shared, 1);
-        }
+        self.find_thread_for_new_job(shared);
         Ok(())
     }
 
-    /// After pushes to the queue that no thread was told of: wakes idle
-    /// workers for `jobs` of them, starts threads up to the eager limit for
-    /// the rest, and has the monitor watch for blocked workers if that is
-    /// not enough; otherwise busy workers take them when free.
-    fn find_threads<'a>(
-        self: &'a Arc<Self>,
-        mut shared: std::sync::MutexGuard<'a, Shared>,
-        jobs: usize,
-    ) {
-        let wake = jobs.min(shared.idle);
-        shared.idle -= wake;
-        shared.pending_wakeups += wake;
-        if wake > 0 {
-            shared.work_offered_at = Some(Instant::now());
-        }
-        let mut unserved = jobs - wake;
-        let start = unserved.min(self.eager_threads.saturating_sub(shared.active_threads));
-        unserved -= start;
-        let watch = unserved > 0
-            && shared.active_threads + start < self.config.max_threads
-            && !shared.monitored;
-        shared.monitored |= watch;
-        for _ in 0..start {
-            self.spawn_worker(shared);
-            shared = lock(&self.shared);
-        }
-        // Notified after unlocking, so a woken worker does not wake straight
-        // into a lock its waker still holds.
-        drop(shared);
-        for _ in 0..wake {
+    /// After a push to the queue: wakes an idle worker for it, or starts one
+    /// if the pool is below its eager limit, or has the monitor watch for
+    /// blocked workers; otherwise a busy worker takes it when free.
+    fn find_thread_for_new_job(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
+        if shared.idle > 0 {
+            shared.idle -= 1;
+            shared.pending_wakeups += 1;
+            // Notified after unlocking, so the woken worker does not wake
+            // straight into a lock its waker still holds.
+            drop(shared);
             self.work_available.notify_one();
-        }
-        if watch && !monitor::watch(self) {
-            // No monitor thread: grow at once, as if every job blocked.
-            let mut shared = lock(&self.shared);
-            shared.monitored = false;
-            if shared.idle == 0 && shared.active_threads < self.config.max_threads {
-                self.spawn_worker(shared);
+        } else if shared.active_threads < self.eager_threads {
+            self.spawn_worker(shared);
+        } else if shared.active_threads < self.config.max_threads && !shared.monitored {
+            shared.monitored = true;
+            drop(shared);
+            if !monitor::watch(self) {
+                // No monitor thread: grow at once, as if every job blocked.
+                let mut shared = lock(&self.shared);
+                shared.monitored = false;
+                if shared.idle == 0 && shared.active_threads < self.config.max_threads {
+                    self.spawn_worker(shared);
+                }
             }
         }
     }
@@ -508,7 +472,7 @@ impl Inner {
             shared.monitored = false;
             return monitor::Verdict::Done;
         }
-        if shared.idle + shared.pending_wakeups > 0 || shared.spinning {
+        if shared.idle + shared.pending_wakeups > 0 {
             return monitor::Verdict::Watch;
         }
         // Workers in the same job as at the last tick, and for how long.
@@ -536,11 +500,7 @@ impl Inner {
             .count();
         let mut shared = lock(&self.shared);
         let waiting = self.live_queued(&shared);
-        if shared.shutdown
-            || shared.idle + shared.pending_wakeups > 0
-            || shared.spinning
-            || waiting == 0
-        {
+        if shared.shutdown || shared.idle + shared.pending_wakeups > 0 || waiting == 0 {
             return monitor::Verdict::Watch;
         }
         let runnable = shared.active_threads.saturating_sub(blocked);
@@ -582,9 +542,7 @@ impl Inner {
             return;
         }
         shared.queue.push_back(job);
-        if !shared.spinning {
-            self.find_threads(shared, 1);
-        }
+        self.find_thread_for_new_job(shared);
     }
 
     /// Starts one more active worker. Consumes the guard so thread start-up
@@ -681,33 +639,6 @@ impl Inner {
                 shared = lock(&self.shared);
                 continue 'work;
             }
-            let out_of_work = Instant::now();
-            if !shared.spinning && !shared.spin_budget.get().is_zero() {
-                // Out of work: spin a moment before parking, so a caller
-                // that submits again at once (a sequential caller, a burst
-                // outpaced by its workers) skips a futex wake-up both ways.
-                shared.spinning = true;
-                let budget = shared.spin_budget.get();
-                drop(shared);
-                let found = spin::spin_until(out_of_work, budget, || {
-                    self.queued.load(Ordering::Relaxed) > 0
-                });
-                shared = lock(&self.shared);
-                shared.spinning = false;
-                if found {
-                    shared.spin_budget.after_wait(out_of_work.elapsed());
-                }
-                // Jobs queued while this thread spun woke nobody: it takes
-                // one and finds threads for the rest.
-                let unserved = shared.queue.len().saturating_sub(1);
-                if unserved > 0 && !shared.shutdown {
-                    self.find_threads(shared, unserved);
-                    shared = lock(&self.shared);
-                }
-                if !shared.queue.is_empty() || shared.shutdown {
-                    continue 'work;
-                }
-            }
             shared.idle += 1;
             loop {
                 let (guard, wait) = self
@@ -717,9 +648,6 @@ impl Inner {
                 shared = guard;
                 if shared.pending_wakeups > 0 {
                     shared.pending_wakeups -= 1;
-                    let offered = shared.work_offered_at.unwrap_or_else(Instant::now);
-                    let idle_spell = offered.saturating_duration_since(out_of_work);
-                    shared.spin_budget.after_wait(idle_spell);
                     continue 'work;
                 }
                 if shared.shutdown
@@ -924,7 +852,7 @@ impl Inner {
             (
                 ThreadMetrics {
                     total: shared.active_threads + shared.abandoned_budgeted,
-                    idle: shared.idle + shared.pending_wakeups + usize::from(shared.spinning),
+                    idle: shared.idle + shared.pending_wakeups,
                     busy: shared.busy.saturating_sub(abandoned),
                     abandoned,
                     peak: shared.peak_threads,
