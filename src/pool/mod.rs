@@ -545,8 +545,11 @@ impl Inner {
         self.find_thread_for_new_job(shared);
     }
 
-    /// Starts one more active worker. Consumes the guard so thread start-up
-    /// failure handling can run user destructors outside the lock.
+    /// Starts one more active worker. Consumes the guard: the thread is
+    /// counted under the lock but started with it released (a thread start
+    /// takes tens of microseconds, and submitters, workers and the monitor
+    /// would all wait on it), and start-up failure handling runs user
+    /// destructors outside the lock.
     fn spawn_worker(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
         shared.active_threads += 1;
         let slot = match shared.free_slots.pop() {
@@ -558,15 +561,17 @@ impl Inner {
         };
         shared.next_thread_number += 1;
         let name = format!("{}-{}", self.config.name, shared.next_thread_number);
+        let total = shared.active_threads + shared.abandoned_budgeted;
+        drop(shared);
         let inner = self.clone();
         let mut builder = std::thread::Builder::new().name(name);
         if let Some(bytes) = self.config.stack_size {
             builder = builder.stack_size(bytes);
         }
         let spawned = builder.spawn(move || inner.worker_loop(slot));
+        let mut shared = lock(&self.shared);
         match spawned {
             Ok(_detached) => {
-                let total = shared.active_threads + shared.abandoned_budgeted;
                 shared.peak_threads = shared.peak_threads.max(total);
                 #[cfg(feature = "tracing")]
                 tracing::debug!(pool = %self.config.name, threads = total, "colorseam pool grew");
@@ -584,6 +589,9 @@ impl Inner {
                     for job in stranded {
                         job.cancel_by_pool(self, EndedBy::SpawnFailed);
                     }
+                    self.notify_if_settled(&lock(&self.shared));
+                } else if shared.shutdown {
+                    self.notify_if_settled(&shared);
                 }
                 // Otherwise a running worker will take the job when it is done.
             }
