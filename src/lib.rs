@@ -100,6 +100,7 @@
 
 pub mod adapter;
 mod bridge;
+mod deadline;
 pub mod detect;
 mod error;
 pub mod guard;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, TryAcquireError};
 
+use crate::deadline::Deadline;
 use crate::error::{ConfigError, Error, ErrorKind, Phase};
 use crate::pool::state::Status;
 use crate::pool::task::{BoxFn, CallSite, Job};
@@ -53,7 +54,7 @@ pin_project_lite::pin_project! {
     {
         state: State<T>,
         #[pin]
-        sleep: Option<tokio::time::Sleep>,
+        deadline: Option<Deadline>,
     }
 
     impl<T> PinnedDrop for Offload<T>
@@ -107,17 +108,15 @@ impl<T: Send + 'static> Offload<T> {
             span: tracing::Span::current(),
         };
         let job = Arc::new(Job::new(func, pool.name().clone(), site, false));
-        let sleep = match deadline {
+        let deadline = match deadline {
             None => None,
             Some(_) if job.site.runtime.is_none() => {
                 return Offload {
                     state: State::Failed(Some(job.error(ErrorKind::NoRuntime))),
-                    sleep: None,
+                    deadline: None,
                 };
             }
-            Some(deadline) => Some(tokio::time::sleep_until(tokio::time::Instant::from_std(
-                deadline,
-            ))),
+            Some(at) => Some(Deadline::new(at, called_at)),
         };
         if let Some(inbox) = crate::bridge::nested_inbox_for(pool) {
             // A pool thread of this very pool is waiting in `block_on` for
@@ -131,7 +130,7 @@ impl<T: Send + 'static> Offload<T> {
                         pool: pool.clone(),
                         offered: true,
                     },
-                    sleep,
+                    deadline,
                 };
             }
             pool.job_left_queue(); // the waiter has left: the normal path
@@ -158,7 +157,7 @@ impl<T: Send + 'static> Offload<T> {
                 pool: pool.clone(),
             },
         };
-        Offload { state, sleep }
+        Offload { state, deadline }
     }
 }
 
@@ -167,7 +166,7 @@ impl<T: Send + 'static> Offload<T> {
     pub(crate) fn failed(error: Error) -> Self {
         Offload {
             state: State::Failed(Some(error)),
-            sleep: None,
+            deadline: None,
         }
     }
 }
@@ -240,7 +239,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                         return Poll::Ready(Err(error));
                     }
                     Poll::Pending => {
-                        if !deadline_passed(this.sleep.as_mut(), cx) {
+                        if !deadline_passed(this.deadline.as_mut(), cx) {
                             return Poll::Pending;
                         }
                         pool.count_timed_out_waiting_for_room();
@@ -282,7 +281,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                             .ended_by_pool_error(status)
                             .expect("a cancelled or abandoned status maps to an error")),
                         Status::Queued | Status::Running | Status::Completing => {
-                            if !deadline_passed(this.sleep.as_mut(), cx) {
+                            if !deadline_passed(this.deadline.as_mut(), cx) {
                                 return Poll::Pending;
                             }
                             match pool.give_up(job, GiveUp::Timeout) {
@@ -306,10 +305,10 @@ impl<T: Send + 'static> Future for Offload<T> {
     }
 }
 
-fn deadline_passed(sleep: Pin<&mut Option<tokio::time::Sleep>>, cx: &mut Context<'_>) -> bool {
-    sleep
+fn deadline_passed(deadline: Pin<&mut Option<Deadline>>, cx: &mut Context<'_>) -> bool {
+    deadline
         .as_pin_mut()
-        .is_some_and(|sleep| sleep.poll(cx).is_ready())
+        .is_some_and(|deadline| deadline.poll_passed(cx))
 }
 
 impl<T: Send + 'static> fmt::Debug for Offload<T> {
@@ -326,7 +325,7 @@ impl<T: Send + 'static> fmt::Debug for Offload<T> {
         };
         f.debug_struct("Offload")
             .field("state", &state)
-            .field("has_deadline", &self.sleep.is_some())
+            .field("has_deadline", &self.deadline.is_some())
             .finish()
     }
 }

@@ -1,0 +1,258 @@
+//! Deadlines that release a caller on time, not at the next timer tick.
+//!
+//! tokio's timer wheel has millisecond ticks and fires a sleep at the first
+//! tick at or after its deadline, so a `tokio::time::timeout` releases its
+//! caller up to a millisecond and a half late (p99 on a quiet 2-core VM).
+//! An offload's deadline is the one promise colorseam makes about time, so
+//! it keeps tokio's sleep as the authority and adds a precise alarm for the
+//! last stretch:
+//!
+//! - The sleep is first set [`LEAD`] before the deadline. A call that ends
+//!   earlier (almost all of them) costs one tokio sleep and nothing more.
+//! - When it fires, the sleep is reset to the deadline itself (the fallback,
+//!   and what a paused tokio clock in tests goes by), and the caller's waker
+//!   is registered with one process-wide thread, `colorseam-timer`, which
+//!   parks until the earliest registered deadline and wakes the caller then
+//!   (within the OS's timer slack, ~50 µs on Linux).
+//!
+//! The timer thread starts on the first deadline that gets that close, and
+//! holds only calls that are within [`LEAD`] of timing out. If it cannot
+//! start, deadlines fall back to tokio's sleep alone.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::sync::AtomicWaker;
+use crate::sync::lock_std as lock;
+
+/// How long before the deadline the tokio sleep first fires: two of its
+/// millisecond ticks, so it fires before the deadline however it rounds.
+pub(crate) const LEAD: Duration = Duration::from_millis(2);
+
+pin_project_lite::pin_project! {
+    /// A deadline for an async caller: poll [`Deadline::poll_passed`].
+    pub(crate) struct Deadline {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        at: Instant,
+        stage: Stage,
+        alarm: Option<Arc<Alarm>>,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The sleep is set `LEAD` early.
+    Early,
+    /// The sleep is set at the deadline; the alarm is armed at the next poll.
+    ArmAlarm,
+    /// The sleep is set at the deadline, and the alarm armed if it could be.
+    Final,
+}
+
+impl Deadline {
+    /// A deadline at `at`, made at `now`. Must be made inside a tokio
+    /// runtime with timers.
+    pub(crate) fn new(at: Instant, now: Instant) -> Self {
+        let early = at.checked_sub(LEAD).filter(|early| *early > now);
+        let (first, stage) = match early {
+            Some(early) => (early, Stage::Early),
+            None => (at, Stage::ArmAlarm),
+        };
+        Deadline {
+            sleep: tokio::time::sleep_until(tokio::time::Instant::from_std(first)),
+            at,
+            stage,
+            alarm: None,
+        }
+    }
+
+    /// True once the deadline has passed; otherwise registers `cx`'s waker
+    /// to be woken when it does.
+    pub(crate) fn poll_passed(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        loop {
+            if *this.stage == Stage::ArmAlarm {
+                *this.stage = Stage::Final;
+                *this.alarm = arm(*this.at);
+            }
+            if let Some(alarm) = this.alarm.as_ref() {
+                crate::sync::register(&alarm.waker, cx.waker());
+                if alarm.rang.load(Ordering::Acquire) {
+                    return true;
+                }
+            }
+            match this.sleep.as_mut().poll(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(()) if *this.stage == Stage::Early => {
+                    let at = tokio::time::Instant::from_std(*this.at);
+                    this.sleep.as_mut().reset(at);
+                    *this.stage = Stage::ArmAlarm;
+                }
+                Poll::Ready(()) => return true,
+            }
+        }
+    }
+}
+
+/// One caller's wake-up at its deadline.
+struct Alarm {
+    waker: AtomicWaker,
+    rang: AtomicBool,
+}
+
+/// A registered alarm, ordered by deadline (then by registration).
+struct Entry {
+    at: Instant,
+    seq: u64,
+    alarm: Weak<Alarm>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+static ALARMS: Mutex<BinaryHeap<Reverse<Entry>>> = Mutex::new(BinaryHeap::new());
+static EARLIER: Condvar = Condvar::new();
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
+static STARTED: OnceLock<bool> = OnceLock::new();
+
+/// Registers an alarm at `at`; `None` if the timer thread cannot run.
+fn arm(at: Instant) -> Option<Arc<Alarm>> {
+    let started = *STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("colorseam-timer".to_owned())
+            .spawn(ring_alarms)
+            .is_ok()
+    });
+    if !started {
+        return None;
+    }
+    let alarm = Arc::new(Alarm {
+        waker: AtomicWaker::new(),
+        rang: AtomicBool::new(false),
+    });
+    let entry = Entry {
+        at,
+        seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+        alarm: Arc::downgrade(&alarm),
+    };
+    let mut alarms = lock(&ALARMS);
+    let earliest = alarms.peek().is_none_or(|Reverse(first)| entry < *first);
+    alarms.push(Reverse(entry));
+    drop(alarms);
+    if earliest {
+        EARLIER.notify_one();
+    }
+    Some(alarm)
+}
+
+/// The timer thread: parks until the earliest alarm is due, rings it.
+/// Alarms whose caller has gone (resolved or dropped) are skipped.
+fn ring_alarms() {
+    let mut alarms = lock(&ALARMS);
+    loop {
+        let now = Instant::now();
+        while alarms.peek().is_some_and(|Reverse(first)| first.at <= now) {
+            let Some(Reverse(due)) = alarms.pop() else {
+                break;
+            };
+            if let Some(alarm) = due.alarm.upgrade() {
+                alarm.rang.store(true, Ordering::Release);
+                alarm.waker.wake();
+            }
+        }
+        alarms = match alarms.peek() {
+            None => EARLIER
+                .wait(alarms)
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Some(Reverse(first)) => {
+                let wait = first.at.saturating_duration_since(now);
+                EARLIER
+                    .wait_timeout(alarms, wait)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alarm_rings_at_or_after_its_deadline_and_wakes_its_caller() {
+        struct Flag(std::thread::Thread, AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.1.store(true, Ordering::Release);
+                self.0.unpark();
+            }
+        }
+        let flag = Arc::new(Flag(std::thread::current(), AtomicBool::new(false)));
+        let at = Instant::now() + Duration::from_millis(5);
+        let alarm = arm(at).expect("the timer thread starts");
+        alarm.waker.register(&std::task::Waker::from(flag.clone()));
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while !flag.1.load(Ordering::Acquire) && Instant::now() < give_up {
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        assert!(
+            flag.1.load(Ordering::Acquire),
+            "the alarm never woke its caller"
+        );
+        assert!(alarm.rang.load(Ordering::Acquire));
+        assert!(Instant::now() >= at, "rang before its deadline");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_is_never_passed_early_whichever_timer_fires_first() {
+        // 1 ms (alarm armed at once) and 7 ms (tokio sleep first, then both).
+        for millis in [1, 7, 1, 7, 1, 7] {
+            let at = Instant::now() + Duration::from_millis(millis);
+            let mut deadline = std::pin::pin!(Deadline::new(at, Instant::now()));
+            std::future::poll_fn(|cx| {
+                if deadline.as_mut().poll_passed(cx) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            assert!(Instant::now() >= at, "released before the deadline");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_clock_still_goes_by_tokio_time() {
+        let at = Instant::now() + Duration::from_secs(3600);
+        let mut deadline = std::pin::pin!(Deadline::new(at, Instant::now()));
+        std::future::poll_fn(|cx| {
+            if deadline.as_mut().poll_passed(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
