@@ -16,13 +16,18 @@
 //!   `queue_capacity` wait. A full queue makes the caller wait for room
 //!   (counted against its deadline) or refuses it at once.
 //! - **Real timeouts.** A call's deadline covers queue wait and run time. At
-//!   the deadline the caller gets an error naming the phase, elapsed time,
-//!   pool and call site, whatever the sync code is doing.
+//!   the deadline (within the OS timer slack, not at tokio's next 1 ms tick)
+//!   the caller gets an error naming the phase, elapsed time, pool and call
+//!   site, whatever the sync code is doing.
 //! - **Cancellation that means something.** Queued work that times out or
 //!   whose future is dropped never runs. Running work cannot be killed, so it
 //!   is *abandoned*: [`job::current()`] tells it so, and its thread is
 //!   replaced, up to `max_abandoned`, so capacity survives a hung dependency
 //!   while the thread count stays bounded.
+//! - **Threads that help.** Threads start on demand up to the core count;
+//!   past it, only while queued work waits behind workers blocked in the OS
+//!   (a process-wide monitor thread looks), so a burst of small jobs runs on
+//!   as many threads as cores instead of contending on `max_threads`.
 //! - **Nothing silent.** Panics come back as errors; [`detach`ed](BlockingPool::detach)
 //!   failures go to an error sink; every call resolves exactly once; every
 //!   outcome is counted in [`BlockingPool::metrics`].
