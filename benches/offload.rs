@@ -9,9 +9,10 @@
 //!   long-lived std thread fed by a std mpsc channel, answering on a tokio
 //!   oneshot).
 //! - `burst`: 10,000 trivial closures submitted at once, then all awaited;
-//!   throughput per job. colorseam (`max_threads` 4, `queue_capacity`
-//!   20,000) against `spawn_blocking` (tokio's default 512 blocking threads,
-//!   and a runtime capped at 4 like the pool) and `blocking::unblock`, each
+//!   throughput per job. colorseam (default `max_threads` 64, which trivial
+//!   jobs keep at the core count; `queue_capacity` 20,000) against
+//!   `spawn_blocking` (tokio's default 512 blocking threads, and a runtime
+//!   capped at 4) and `blocking::unblock`, each
 //!   awaited in submission order (draining tokio `JoinHandle`s through
 //!   `FuturesUnordered` is slowed by tokio's cooperative budget, so every
 //!   contender is awaited in order; colorseam is also shown drained through
@@ -19,6 +20,11 @@
 //! - `sleep_jobs`: 200 jobs of 1 ms `std::thread::sleep`, 64 in flight:
 //!   colorseam with `max_threads` 64 against `spawn_blocking` bounded by a
 //!   tokio `Semaphore` of 64 permits.
+//! - `deadline_release`: a 5 ms deadline around a 20 ms blocking call; the
+//!   time until the caller is released. colorseam's `offload_timeout`
+//!   against `tokio::time::timeout` around `spawn_blocking` (tokio's timer
+//!   fires on its next 1 ms tick; colorseam's last 2 ms are timed by its
+//!   own timer thread).
 //!
 //! Every measurement runs as a task spawned on the runtime, so callers are
 //! runtime workers, as in a real service. Run with
@@ -175,7 +181,6 @@ fn burst(c: &mut Criterion) {
     let rt_max4 = runtime_with_blocking_threads(4);
     let pool = BlockingPool::builder()
         .name("bench-burst")
-        .max_threads(4)
         .queue_capacity(20_000)
         .build()
         .expect("a valid pool");
@@ -316,5 +321,49 @@ fn sleep_jobs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, round_trip, burst, sleep_jobs);
+fn deadline_release(c: &mut Criterion) {
+    let rt = runtime();
+    let pool = BlockingPool::builder()
+        .name("bench-deadline")
+        .build()
+        .expect("a valid pool");
+    let mut group = c.benchmark_group("deadline_release");
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(20);
+
+    group.bench_function("colorseam", |b| {
+        b.iter_custom(|iters| {
+            let pool = pool.clone();
+            measure(&rt, move || async move {
+                for _ in 0..iters {
+                    let err = pool
+                        .offload_timeout(|| thread::sleep(HUNG), DEADLINE)
+                        .await
+                        .expect_err("the call outlives its deadline");
+                    black_box(err);
+                }
+            })
+        });
+    });
+    group.bench_function("spawn_blocking_timeout", |b| {
+        b.iter_custom(|iters| {
+            measure(&rt, move || async move {
+                for _ in 0..iters {
+                    let hung = tokio::task::spawn_blocking(|| thread::sleep(HUNG));
+                    let err = tokio::time::timeout(DEADLINE, hung)
+                        .await
+                        .expect_err("the call outlives its deadline");
+                    black_box(err);
+                }
+            })
+        });
+    });
+    group.finish();
+}
+
+/// The deadline in `deadline_release`, and the call it cuts short.
+const DEADLINE: Duration = Duration::from_millis(5);
+const HUNG: Duration = Duration::from_millis(20);
+
+criterion_group!(benches, round_trip, burst, sleep_jobs, deadline_release);
 criterion_main!(benches);
