@@ -249,9 +249,14 @@ impl Wake for Signal {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
+        if self.woken.load(Ordering::Relaxed) {
+            return;
+        }
+        // Stamped before the flag is set, so a waiter that sees the flag
+        // never reads the previous wake's time.
+        self.woken_at
+            .store(crate::spin::stamp(Instant::now()), Ordering::Relaxed);
         if !self.woken.swap(true, Ordering::Release) {
-            self.woken_at
-                .store(crate::spin::stamp(Instant::now()), Ordering::Relaxed);
             self.thread.unpark();
         }
     }
@@ -276,10 +281,14 @@ impl Drop for RestoreDepth<'_> {
 /// Tunes this thread's spin from a wait that began at `since` and ended
 /// when the waker woke it (not when the OS ran this thread again).
 fn learn_spin(since: Instant, signal: &Signal) {
-    let waited = crate::spin::since_stamp(signal.woken_at.load(Ordering::Relaxed))
-        .map_or(Duration::ZERO, |woken| {
-            woken.saturating_duration_since(since)
-        });
+    // A wake stamped before the wait began (an outer drive's signal handed
+    // on by `RestoreDepth` is not stamped) says nothing about this wait.
+    let Some(woken) = crate::spin::since_stamp(signal.woken_at.load(Ordering::Relaxed))
+        .filter(|woken| *woken >= since)
+    else {
+        return;
+    };
+    let waited = woken.saturating_duration_since(since);
     SPIN_BUDGET.with(|b| {
         let mut budget = b.get();
         budget.after_wait(waited);

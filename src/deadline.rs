@@ -169,16 +169,29 @@ fn arm(at: Instant) -> Option<Arc<Alarm>> {
 /// Alarms whose caller has gone (resolved or dropped) are skipped.
 fn ring_alarms() {
     let mut alarms = lock(&ALARMS);
+    let mut due = Vec::new();
     loop {
         let now = Instant::now();
         while alarms.peek().is_some_and(|Reverse(first)| first.at <= now) {
-            let Some(Reverse(due)) = alarms.pop() else {
+            let Some(Reverse(entry)) = alarms.pop() else {
                 break;
             };
-            if let Some(alarm) = due.alarm.upgrade() {
+            due.extend(entry.alarm.upgrade());
+        }
+        if !due.is_empty() {
+            // Wakers are user code: run with the list unlocked (one could
+            // arm another alarm), and a panicking one must not stop the
+            // thread that times everyone else's deadline.
+            drop(alarms);
+            for alarm in due.drain(..) {
                 alarm.rang.store(true, Ordering::Release);
-                alarm.waker.wake();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    alarm.waker.wake();
+                }));
+                crate::pool::task::drop_quietly(alarm);
             }
+            alarms = lock(&ALARMS);
+            continue;
         }
         alarms = match alarms.peek() {
             None => EARLIER
@@ -211,7 +224,7 @@ mod tests {
         let flag = Arc::new(Flag(std::thread::current(), AtomicBool::new(false)));
         let at = Instant::now() + Duration::from_millis(5);
         let alarm = arm(at).expect("the timer thread starts");
-        alarm.waker.register(&std::task::Waker::from(flag.clone()));
+        crate::sync::register(&alarm.waker, &std::task::Waker::from(flag.clone()));
         let give_up = Instant::now() + Duration::from_secs(20);
         while !flag.1.load(Ordering::Acquire) && Instant::now() < give_up {
             std::thread::park_timeout(Duration::from_millis(50));

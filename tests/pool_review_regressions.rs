@@ -164,3 +164,194 @@ async fn a_timeout_while_waiting_for_room_has_its_own_counter() {
         h.await.unwrap();
     }
 }
+
+/// A counting rendezvous that jobs spin-wait at (yielding), like jobs
+/// that wait on each other through a shared flag: such a worker reads as
+/// running to the OS, so the monitor calls it blocked only after 20 ms in
+/// its job, which gives the test a wide window to act before that.
+#[derive(Clone)]
+struct Rendezvous {
+    arrived: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Rendezvous {
+    fn new() -> Self {
+        Rendezvous {
+            arrived: Default::default(),
+        }
+    }
+
+    fn arrive_and_wait(&self, n: usize, limit: Duration) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.arrived.fetch_add(1, SeqCst);
+        let until = Instant::now() + limit;
+        while self.arrived.load(SeqCst) < n {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Review of the monitor (src/pool/monitor.rs): `monitor_tick` returns
+/// `Done` as soon as the pool is shutting down, so during a run-queued
+/// shutdown (which is what dropping the last handle starts) a pool never
+/// grows past its eager limit again. Queued work that waits behind blocked
+/// workers then waits for them, and jobs that wait on each other (here
+/// `eager + 2` jobs meeting at a rendezvous, with `max_threads` room for
+/// all of them) never meet. Before the monitor, threads were started at
+/// submit time and this worked; the monitor itself grows such a pool when
+/// it is not shutting down (the 20 ms rule).
+///
+/// Could pass spuriously only if the test thread stalled for 20 ms between
+/// the first queued `detach` and `drop(pool)`.
+#[test]
+fn queued_work_behind_blocked_workers_still_gets_threads_after_the_last_handle_is_dropped() {
+    let eager = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Two more jobs than the eager limit, so two must wait for the monitor.
+    let n = eager + 2;
+    let pool = BlockingPool::builder()
+        .name("rg-drop-grow")
+        .max_threads(n)
+        .queue_capacity(n)
+        .build()
+        .unwrap();
+    let meet = Rendezvous::new();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let job = |meet: Rendezvous, done: std::sync::mpsc::Sender<bool>| {
+        move || {
+            let met = meet.arrive_and_wait(n, Duration::from_secs(5));
+            let _ = done.send(met);
+        }
+    };
+    // The eager threads start at once and wait at the rendezvous.
+    for _ in 0..eager {
+        pool.detach(job(meet.clone(), done_tx.clone())).unwrap();
+    }
+    assert!(common::eventually(LONG, || meet.arrived() == eager));
+    // Two more queue behind them, and the pool is watched; the monitor
+    // would call the eager workers blocked 20 ms from now. Drop the pool at
+    // once: a run-queued shutdown, which must still run the queued jobs.
+    pool.detach(job(meet.clone(), done_tx.clone())).unwrap();
+    pool.detach(job(meet.clone(), done_tx.clone())).unwrap();
+    drop(pool);
+    drop(done_tx);
+    let met: Vec<bool> = (0..n)
+        .map(|_| {
+            done_rx
+                .recv_timeout(Duration::from_secs(15))
+                .expect("every job ends within the rendezvous bound")
+        })
+        .collect();
+    assert!(
+        met.iter().all(|m| *m),
+        "the queued jobs never got a thread after the drop: {met:?}"
+    );
+}
+
+/// Review of `monitor_tick`: `start` is computed once from the room under
+/// `max_threads`, then threads are started one by one with the pool lock
+/// released in between (`spawn_worker` now starts the OS thread unlocked),
+/// and the loop never looks at the count again. A budget-abandoned thread
+/// that returns meanwhile rejoins the active count (`after_run`: allowed
+/// while `active_threads < max_threads`), and the loop's remaining
+/// starts push `active_threads` past `max_threads`: more than `max_threads`
+/// jobs run at once.
+///
+/// Timing-dependent (the rejoin must land inside the loop); it never fails
+/// spuriously once the loop re-checks the bound, and tries several times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_never_starts_more_than_max_threads_when_abandoned_threads_rejoin() {
+    const MAX: usize = 16;
+    const ABANDONED: usize = 8;
+    let mut worst = 0;
+    for attempt in 0..16 {
+        let pool = BlockingPool::builder()
+            .name(format!("rg-over-{attempt}"))
+            .max_threads(MAX)
+            .max_abandoned(ABANDONED)
+            .queue_capacity(100)
+            .build()
+            .unwrap();
+        // Eight calls whose callers give up: their threads keep running,
+        // outside the active count, until `back` opens.
+        let back = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut abandoned = Vec::new();
+        for _ in 0..ABANDONED {
+            let back = back.clone();
+            let started = started.clone();
+            abandoned.push(tokio::spawn(pool.offload_timeout(
+                move || {
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Polled, not slept on: returns within a yield of the
+                    // gate opening, so it lands inside the start loop.
+                    let until = Instant::now() + LONG;
+                    while !back.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until
+                    {
+                        std::thread::yield_now();
+                    }
+                },
+                Duration::from_millis(400),
+            )));
+        }
+        assert!(
+            eventually_async(LONG, || started.load(std::sync::atomic::Ordering::SeqCst)
+                == ABANDONED)
+            .await
+        );
+        for a in abandoned {
+            assert!(a.await.unwrap().unwrap_err().is_timeout());
+        }
+        assert_eq!(pool.metrics().threads.abandoned, ABANDONED);
+
+        // Now a burst of blocking jobs: the monitor ramps the pool up. The
+        // first job on a monitor-started thread lets the abandoned threads
+        // return, while the monitor is still in its start loop.
+        let release = Gate::new();
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // The first job on a thread of the ramp's last step (8 -> 16 on
+        // two cores), or of the step before it, by attempt.
+        let trigger = [7, 11, 9, 5][attempt % 4];
+        let mut burst = Vec::new();
+        for _ in 0..40 {
+            let (back, release) = (back.clone(), release.clone());
+            let (running, most) = (running.clone(), most.clone());
+            burst.push(tokio::spawn(pool.offload(move || {
+                let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                if now == trigger {
+                    back.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                release.wait(LONG);
+                running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            })));
+        }
+        // Let the ramp finish: it reaches MAX within milliseconds.
+        assert!(
+            eventually_async(LONG, || running.load(std::sync::atomic::Ordering::SeqCst)
+                >= MAX)
+            .await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = most.load(std::sync::atomic::Ordering::SeqCst);
+        let threads = pool.metrics().threads;
+        release.open();
+        for b in burst {
+            b.await.unwrap().unwrap();
+        }
+        worst = worst.max(seen);
+        assert!(
+            seen <= MAX,
+            "attempt {attempt}: {seen} jobs ran at once with max_threads({MAX}); {threads:?}"
+        );
+    }
+    eprintln!("most jobs at once: {worst}");
+}

@@ -465,10 +465,9 @@ impl Inner {
     /// workers are blocked. Reads `/proc` with the pool lock released.
     pub(crate) fn monitor_tick(self: &Arc<Self>, now: Instant) -> monitor::Verdict {
         let mut shared = lock(&self.shared);
-        if shared.shutdown
-            || shared.active_threads >= self.config.max_threads
-            || self.live_queued(&shared) == 0
-        {
+        // Shutting down is no reason to stop: a shutdown that runs the queue
+        // needs threads for it like any other time.
+        if shared.active_threads >= self.config.max_threads || self.live_queued(&shared) == 0 {
             shared.monitored = false;
             return monitor::Verdict::Done;
         }
@@ -500,7 +499,7 @@ impl Inner {
             .count();
         let mut shared = lock(&self.shared);
         let waiting = self.live_queued(&shared);
-        if shared.shutdown || shared.idle + shared.pending_wakeups > 0 || waiting == 0 {
+        if shared.idle + shared.pending_wakeups > 0 || waiting == 0 {
             return monitor::Verdict::Watch;
         }
         let runnable = shared.active_threads.saturating_sub(blocked);
@@ -512,13 +511,31 @@ impl Inner {
         if start == 0 {
             return monitor::Verdict::Watch;
         }
-        for _ in 0..start {
+        // Looked at again before every start: the lock is released while a
+        // thread starts, and meanwhile a thread back from an abandoned job
+        // may rejoin, or a replacement start, or the queue drain.
+        let mut started = 0;
+        while started < start
+            && shared.active_threads < self.config.max_threads
+            && shared.idle + shared.pending_wakeups == 0
+            && self.live_queued(&shared) > 0
+        {
             self.spawn_worker(shared);
+            started += 1;
             shared = lock(&self.shared);
         }
+        drop(shared);
+        if started == 0 {
+            return monitor::Verdict::Watch;
+        }
         #[cfg(feature = "tracing")]
-        tracing::debug!(pool = %self.config.name, blocked, started = start, "colorseam pool grew past its eager limit: workers blocked");
+        tracing::debug!(pool = %self.config.name, blocked, started, "colorseam pool grew past its eager limit: workers blocked");
         monitor::Verdict::Grew
+    }
+
+    /// Whether the pool is (still, or again) in the monitor's list.
+    pub(crate) fn is_monitored(&self) -> bool {
+        lock(&self.shared).monitored
     }
 
     /// Queued jobs nobody has cancelled, counted up to `max_threads`.

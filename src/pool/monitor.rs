@@ -23,7 +23,8 @@
 //! thread stuck in a system call, applied to a pool of plain threads.
 //!
 //! The monitor only runs while some pool is watched; a pool stops being
-//! watched once its queue is empty or it is at `max_threads`. It costs the
+//! watched once its queue is empty or it is at `max_threads` (a shutting
+//! down pool is still watched while queued work waits to run). It costs the
 //! hot path nothing: workers bump a per-slot counter under the lock they
 //! already hold.
 
@@ -124,18 +125,32 @@ fn run() {
             quiet = 0;
         }
         let now = Instant::now();
+        // Ticked with the list unlocked: a tick may start threads or, if one
+        // fails to start, cancel queued jobs (user destructors), and those
+        // may submit to a pool that needs watching.
+        let pools: Vec<Arc<Inner>> = watched.pools.iter().filter_map(Weak::upgrade).collect();
+        drop(watched);
         let mut grew = false;
-        // Checked under the list lock, so a pool that is dropped from the
-        // list here cannot be re-watched (its flag set again) in between and
-        // then removed by this same pass.
-        watched.pools.retain(|pool| {
-            let Some(pool) = pool.upgrade() else {
-                return false;
-            };
-            let verdict = pool.monitor_tick(now);
-            grew |= verdict == Verdict::Grew;
-            verdict != Verdict::Done
+        let mut done = Vec::new();
+        for pool in &pools {
+            match pool.monitor_tick(now) {
+                Verdict::Grew => grew = true,
+                Verdict::Done => done.push(Arc::as_ptr(pool)),
+                Verdict::Watch => {}
+            }
+        }
+        watched = lock(&WATCHED);
+        // A pool done this tick leaves the list unless it was watched again
+        // meanwhile (its flag is set under its lock, so this sees it). The
+        // snapshot keeps every pool alive until the list is unlocked, so no
+        // pool is dropped (user destructors) under this lock.
+        watched.pools.retain(|pool| match pool.upgrade() {
+            None => false,
+            Some(pool) => !done.contains(&Arc::as_ptr(&pool)) || pool.is_monitored(),
         });
+        drop(watched);
+        drop(pools);
+        watched = lock(&WATCHED);
         if grew {
             interval = MIN_TICK;
             quiet = 0;
