@@ -578,7 +578,12 @@ impl Inner {
         };
         shared.next_thread_number += 1;
         let name = format!("{}-{}", self.config.name, shared.next_thread_number);
+        // The peak counts the thread from here, before it starts, so a
+        // metrics read after its first job already sees it. If the start
+        // fails, the peak may overstate by the threads that never ran.
         let total = shared.active_threads + shared.abandoned_budgeted;
+        let previous_peak = shared.peak_threads;
+        shared.peak_threads = previous_peak.max(total);
         drop(shared);
         let inner = self.clone();
         let mut builder = std::thread::Builder::new().name(name);
@@ -589,13 +594,16 @@ impl Inner {
         let mut shared = lock(&self.shared);
         match spawned {
             Ok(_detached) => {
-                shared.peak_threads = shared.peak_threads.max(total);
                 #[cfg(feature = "tracing")]
                 tracing::debug!(pool = %self.config.name, threads = total, "colorseam pool grew");
             }
             Err(_os_error) => {
                 shared.active_threads -= 1;
                 shared.free_slots.push(slot);
+                if shared.peak_threads == total && previous_peak < total {
+                    // Nothing else raised it meanwhile: undo this start's.
+                    shared.peak_threads = previous_peak;
+                }
                 #[cfg(feature = "tracing")]
                 tracing::warn!(pool = %self.config.name, error = %_os_error, "colorseam pool could not start a thread");
                 if shared.active_threads == 0 {
