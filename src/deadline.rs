@@ -242,22 +242,18 @@ mod tests {
         // 1 ms (alarm armed at once) and 7 ms (tokio sleep first, then both).
         for millis in [1, 7, 1, 7, 1, 7] {
             let at = Instant::now() + Duration::from_millis(millis);
-            let mut deadline = std::pin::pin!(Deadline::new(at, Instant::now()));
-            std::future::poll_fn(|cx| {
-                if deadline.as_mut().poll_passed(cx) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
+            passed(at).await;
             assert!(Instant::now() >= at, "released before the deadline");
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_paused_clock_still_goes_by_tokio_time() {
-        let at = Instant::now() + Duration::from_secs(3600);
+        passed(Instant::now() + Duration::from_secs(3600)).await;
+    }
+
+    /// Resolves once a `Deadline` at `at` says it has passed.
+    async fn passed(at: Instant) {
         let mut deadline = std::pin::pin!(Deadline::new(at, Instant::now()));
         std::future::poll_fn(|cx| {
             if deadline.as_mut().poll_passed(cx) {
