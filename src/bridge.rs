@@ -255,7 +255,7 @@ impl Wake for Signal {
         // Stamped before the flag is set, so a waiter that sees the flag
         // never reads the previous wake's time.
         self.woken_at
-            .store(crate::spin::stamp(Instant::now()), Ordering::Relaxed);
+            .store(crate::stamp::stamp_now(), Ordering::Relaxed);
         if !self.woken.swap(true, Ordering::Release) {
             self.thread.unpark();
         }
@@ -283,11 +283,11 @@ impl Drop for RestoreDepth<'_> {
 fn learn_spin(since: Instant, signal: &Signal) {
     // A wake stamped before the wait began (an outer drive's signal handed
     // on by `RestoreDepth` is not stamped) says nothing about this wait.
-    let Some(woken) = crate::spin::since_stamp(signal.woken_at.load(Ordering::Relaxed))
-        .filter(|woken| *woken >= since)
-    else {
+    let stamp = signal.woken_at.load(Ordering::Relaxed);
+    let woken = crate::stamp::from_stamp(stamp);
+    if stamp == 0 || woken < since {
         return;
-    };
+    }
     let waited = woken.saturating_duration_since(since);
     SPIN_BUDGET.with(|b| {
         let mut budget = b.get();

@@ -114,6 +114,7 @@ pub mod metrics;
 mod offload;
 pub mod pool;
 mod spin;
+mod stamp;
 mod sync;
 
 pub use bridge::{

@@ -16,20 +16,6 @@ const SPINS_PER_YIELD: u32 = 32;
 /// Below this a spin is not worth its clock reads.
 const LEAST: Duration = Duration::from_micros(1);
 
-/// The clock's zero for [`stamp`]s.
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-
-/// `at` as nanoseconds since a process-wide epoch, for an atomic; 0 is none.
-pub(crate) fn stamp(at: Instant) -> u64 {
-    let nanos = at.saturating_duration_since(*EPOCH).as_nanos();
-    u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
-}
-
-/// The instant a [`stamp`] stands for; `None` for 0.
-pub(crate) fn since_stamp(stamp: u64) -> Option<Instant> {
-    (stamp != 0).then(|| *EPOCH + Duration::from_nanos(stamp))
-}
-
 /// How long a waiter spins before it parks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SpinBudget {

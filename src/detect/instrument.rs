@@ -9,42 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::stamp::stamp_now;
 use crate::sync::lock_std;
 
 /// Polls longer than this are reported by default.
 const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(10);
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Nanoseconds since the crate's epoch, plus one so that zero means "none".
-pub(crate) fn stamp(at: Instant) -> u64 {
-    stamp_from(*EPOCH, at)
-}
-
-/// The stamp of this moment. The epoch is fixed before the clock is read,
-/// so (short of the 584-year saturation) two of these differ by exactly
-/// the time between them and a poll's length is a subtraction: cheaper
-/// than keeping the `Instant`s and subtracting those too.
-// Inline: `Instrumented::poll` is monomorphised in the caller's crate, and
-// a cross-crate call per poll is measurable at this scale.
-#[inline]
-fn stamp_now() -> u64 {
-    let epoch = *EPOCH;
-    stamp_from(epoch, Instant::now())
-}
-
-#[inline]
-fn stamp_from(epoch: Instant, at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch).as_nanos())
-        .unwrap_or(u64::MAX - 1)
-        .saturating_add(1)
-}
-
-pub(crate) fn from_stamp(stamp: u64) -> Instant {
-    *EPOCH + Duration::from_nanos(stamp.saturating_sub(1))
-}
 
 /// What one thread is polling, as the watchdog sees it.
 pub(crate) struct ThreadMark {

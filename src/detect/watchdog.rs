@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use super::instrument::{from_stamp, marks, stamp, task_info};
+use super::instrument::{marks, task_info};
+use crate::stamp::{from_stamp, stamp};
 use crate::sync::lock_std;
 
 /// Whether a reported stall is still going on.

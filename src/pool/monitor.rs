@@ -187,10 +187,10 @@ impl InClosure {
 /// The monitor's view of one worker slot.
 #[derive(Default)]
 pub(crate) struct Sighting {
-    /// The slot's job count when the monitor last looked.
-    pub(crate) jobs_taken: u64,
-    /// When the monitor first saw the slot's current job.
-    pub(crate) since: Option<Instant>,
+    /// The closure (`InClosure::current`) the slot was in when last seen.
+    closure: u64,
+    /// When the monitor first saw the slot in that closure.
+    since: Option<Instant>,
 }
 
 /// How long a worker has been in the closure it is in now (`job`, 0 for
@@ -201,12 +201,12 @@ pub(crate) fn sighted(sighting: &mut Sighting, job: u64, now: Instant) -> Option
         sighting.since = None;
         return None;
     }
-    if sighting.jobs_taken == job
+    if sighting.closure == job
         && let Some(since) = sighting.since
     {
         return Some(now.saturating_duration_since(since));
     }
-    sighting.jobs_taken = job;
+    sighting.closure = job;
     sighting.since = Some(now);
     None
 }
