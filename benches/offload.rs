@@ -217,34 +217,22 @@ fn burst(c: &mut Criterion) {
             })
         });
     });
-    group.bench_function(BenchmarkId::new("spawn_blocking", BURST), |b| {
-        b.iter_custom(|iters| {
-            measure(&rt, move || async move {
-                for _ in 0..iters {
-                    let handles: Vec<_> = (0..BURST)
-                        .map(|_| tokio::task::spawn_blocking(|| black_box(1)))
-                        .collect();
-                    for handle in handles {
-                        black_box(handle.await.expect("spawn_blocking"));
+    for (name, rt) in [("spawn_blocking", &rt), ("spawn_blocking_max4", &rt_max4)] {
+        group.bench_function(BenchmarkId::new(name, BURST), |b| {
+            b.iter_custom(|iters| {
+                measure(rt, move || async move {
+                    for _ in 0..iters {
+                        let handles: Vec<_> = (0..BURST)
+                            .map(|_| tokio::task::spawn_blocking(|| black_box(1)))
+                            .collect();
+                        for handle in handles {
+                            black_box(handle.await.expect("spawn_blocking"));
+                        }
                     }
-                }
-            })
+                })
+            });
         });
-    });
-    group.bench_function(BenchmarkId::new("spawn_blocking_max4", BURST), |b| {
-        b.iter_custom(|iters| {
-            measure(&rt_max4, move || async move {
-                for _ in 0..iters {
-                    let handles: Vec<_> = (0..BURST)
-                        .map(|_| tokio::task::spawn_blocking(|| black_box(1)))
-                        .collect();
-                    for handle in handles {
-                        black_box(handle.await.expect("spawn_blocking"));
-                    }
-                }
-            })
-        });
-    });
+    }
     group.bench_function(BenchmarkId::new("blocking_unblock", BURST), |b| {
         b.iter_custom(|iters| {
             measure(&rt, move || async move {

@@ -165,6 +165,13 @@ fn cpu_ns() -> u64 {
         .sum()
 }
 
+/// Whole-process CPU (µs) per call while `run` makes `calls` calls.
+fn cpu_us_per_call(calls: usize, run: impl FnOnce()) -> f64 {
+    let before = cpu_ns();
+    run();
+    (cpu_ns() - before) as f64 / 1e3 / calls as f64
+}
+
 fn percentile(samples: &[f64], p: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
@@ -490,9 +497,9 @@ fn round_trip(rows: &mut Vec<Row>) {
     let mut cpu: [Vec<f64>; 4] = Default::default();
     for rep in 0..SPARSE_REPS {
         for peer in rotated(&OFFLOADERS, rep) {
-            let before = cpu_ns();
-            on_worker(&rt, sparse(peer, pool.clone(), raw.clone()));
-            let per_call = (cpu_ns() - before) as f64 / 1e3 / SPARSE_CALLS as f64;
+            let per_call = cpu_us_per_call(SPARSE_CALLS, || {
+                on_worker(&rt, sparse(peer, pool.clone(), raw.clone()));
+            });
             cpu[peer as usize].push(per_call);
         }
     }
@@ -1079,11 +1086,11 @@ fn block_on(rows: &mut Vec<Row>) {
     let mut cpu: [Vec<f64>; 3] = Default::default();
     for rep in 0..SLOW_WAKE_REPS {
         for executor in rotated(&EXECUTORS, rep) {
-            let before = cpu_ns();
-            for _ in 0..SLOW_WAKE_CALLS {
-                black_box(run_on(executor, &handle, slow.wake_once()));
-            }
-            let per_call = (cpu_ns() - before) as f64 / 1e3 / SLOW_WAKE_CALLS as f64;
+            let per_call = cpu_us_per_call(SLOW_WAKE_CALLS, || {
+                for _ in 0..SLOW_WAKE_CALLS {
+                    black_box(run_on(executor, &handle, slow.wake_once()));
+                }
+            });
             cpu[executor as usize].push(per_call);
         }
     }
