@@ -80,11 +80,7 @@ fn check_reports(seen: &Seen, line: u32) {
 
 #[test]
 fn a_stall_on_a_multi_thread_runtime_is_reported_while_it_happens_with_the_task_name() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime();
     let stalling = Arc::new(AtomicBool::new(false));
     let (_watchdog, seen) = watch(&rt, stalling.clone());
     let line = stall_in_instrumented_task(&rt, &stalling);
@@ -93,10 +89,7 @@ fn a_stall_on_a_multi_thread_runtime_is_reported_while_it_happens_with_the_task_
 
 #[test]
 fn a_stall_on_a_current_thread_runtime_is_reported_while_it_happens_with_the_task_name() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let stalling = Arc::new(AtomicBool::new(false));
     let (_watchdog, seen) = watch(&rt, stalling.clone());
     let line = stall_in_instrumented_task(&rt, &stalling);
@@ -105,10 +98,7 @@ fn a_stall_on_a_current_thread_runtime_is_reported_while_it_happens_with_the_tas
 
 #[test]
 fn an_uninstrumented_stall_of_a_current_thread_runtime_is_still_reported() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let stalling = Arc::new(AtomicBool::new(false));
     let (_watchdog, seen) = watch(&rt, stalling.clone());
     let flag = stalling.clone();
@@ -132,11 +122,7 @@ fn an_uninstrumented_stall_of_a_current_thread_runtime_is_still_reported() {
 
 #[test]
 fn a_healthy_runtime_gets_no_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime();
     let stalling = Arc::new(AtomicBool::new(false));
     let (watchdog, seen) = watch(&rt, stalling);
     rt.block_on(async {
@@ -167,10 +153,7 @@ fn a_healthy_runtime_gets_no_report() {
 
 #[test]
 fn a_poll_that_panicked_leaves_no_stall_behind() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let stalling = Arc::new(AtomicBool::new(false));
     let (watchdog, seen) = watch(&rt, stalling);
     rt.block_on(async {
@@ -189,4 +172,19 @@ fn a_poll_that_panicked_leaves_no_stall_behind() {
     let seen = seen.lock().unwrap();
     assert!(seen.is_empty(), "{:?}", seen.first());
     assert_eq!(watchdog.stalls(), 0);
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -57,10 +57,7 @@ async fn a_full_queue_refuses_try_offload_at_once_with_a_saturation_error() {
     assert_eq!(err.phase(), Some(Phase::WaitingForRoom));
     assert_eq!(err.pool(), "bound-rej");
     assert_eq!(pool.metrics().outcomes.rejected, 1);
-    gate.open();
-    for job in held {
-        job.await.unwrap();
-    }
+    common::release(&gate, held).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,10 +72,7 @@ async fn reject_when_full_makes_offload_refuse_instead_of_wait() {
     let gate = Gate::new();
     let held = common::hold(&pool, 2, &gate);
     assert!(pool.offload(|| ()).await.unwrap_err().is_saturated());
-    gate.open();
-    for job in held {
-        job.await.unwrap();
-    }
+    common::release(&gate, held).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,10 +96,7 @@ async fn a_full_queue_makes_offload_wait_for_room_and_then_run() {
         1,
         "the waiter is not queued past capacity"
     );
-    gate.open();
-    for job in held {
-        job.await.unwrap();
-    }
+    common::release(&gate, held).await;
     assert_eq!(waiting.await.unwrap().unwrap(), "got room");
 }
 
@@ -134,10 +125,7 @@ async fn waiting_for_room_counts_against_the_deadline() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(err.is_timeout(), "{err}");
     assert_eq!(err.phase(), Some(Phase::WaitingForRoom));
-    gate.open();
-    for job in held {
-        job.await.unwrap();
-    }
+    common::release(&gate, held).await;
     assert_eq!(
         ran.load(Ordering::SeqCst),
         0,

@@ -125,8 +125,5 @@ async fn a_pool_of_blocked_workers_grows_while_it_is_blocked_not_after() {
     let third = pool.offload_timeout(|| "ran", Duration::from_secs(10));
     assert_eq!(third.await.unwrap(), "ran");
     assert_eq!(pool.metrics().threads.peak, cores() + 1);
-    gate.open();
-    for call in held {
-        call.await.unwrap();
-    }
+    common::release(&gate, held).await;
 }

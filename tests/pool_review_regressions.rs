@@ -159,10 +159,7 @@ async fn a_timeout_while_waiting_for_room_has_its_own_counter() {
     let outcomes = pool.metrics().outcomes;
     assert_eq!(outcomes.timed_out_waiting_for_room, 1);
     assert_eq!(outcomes.timed_out_queued, 0);
-    gate.open();
-    for h in held {
-        h.await.unwrap();
-    }
+    common::release(&gate, held).await;
 }
 
 /// A counting rendezvous that jobs spin-wait at (yielding), like jobs

@@ -83,3 +83,11 @@ pub fn hold(pool: &colorseam::BlockingPool, n: usize, gate: &Gate) -> Vec<colors
         })
         .collect()
 }
+
+/// Opens `gate` and waits for every job [`hold`] started; each must succeed.
+pub async fn release(gate: &Gate, held: Vec<colorseam::Offload<()>>) {
+    gate.open();
+    for job in held {
+        job.await.unwrap();
+    }
+}
