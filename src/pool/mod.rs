@@ -498,24 +498,17 @@ impl Inner {
             .filter(|(stat, ran)| monitor::is_blocked(stat.as_deref(), *ran))
             .count();
         let mut shared = lock(&self.shared);
-        let waiting = self.live_queued(&shared);
-        if shared.idle + shared.pending_wakeups > 0 || waiting == 0 {
-            return monitor::Verdict::Watch;
-        }
         let runnable = shared.active_threads.saturating_sub(blocked);
         // Give the cores back their runnable threads, and double past that
-        // while everything blocks (the ramp of a pool of blocking jobs).
-        let wanted = self.eager_threads.saturating_sub(runnable).max(blocked);
-        let room = self.config.max_threads - shared.active_threads.min(self.config.max_threads);
-        let start = wanted.min(room).min(waiting);
-        if start == 0 {
-            return monitor::Verdict::Watch;
-        }
-        // Looked at again before every start: the lock is released while a
-        // thread starts, and meanwhile a thread back from an abandoned job
-        // may rejoin, or a replacement start, or the queue drain.
+        // while everything blocks (the ramp of a pool of blocking jobs), but
+        // never more threads than jobs waiting for one.
+        let wanted = (self.eager_threads.saturating_sub(runnable).max(blocked))
+            .min(self.live_queued(&shared));
+        // The bound is looked at again before every start: the lock is
+        // released while a thread starts, and meanwhile a thread back from
+        // an abandoned job may rejoin, a replacement start, the queue drain.
         let mut started = 0;
-        while started < start
+        while started < wanted
             && shared.active_threads < self.config.max_threads
             && shared.idle + shared.pending_wakeups == 0
             && self.live_queued(&shared) > 0
