@@ -240,7 +240,7 @@ pub(crate) fn nested_inbox_for(pool: &Arc<Inner>) -> Option<Arc<Inbox>> {
 struct Signal {
     thread: Thread,
     woken: AtomicBool,
-    /// When it was last woken (a `spin::stamp`), to learn how long to spin.
+    /// When it was last woken (a `stamp`), to learn how long to spin.
     woken_at: AtomicU64,
 }
 

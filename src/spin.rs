@@ -3,11 +3,12 @@
 //! A thread that parks pays a futex wake-up (and the scheduler's latency,
 //! tens of microseconds on a virtual machine) when it is woken. If the wake
 //! comes within microseconds, as it does for a `block_on` whose future is
-//! finished by another thread at once, spinning for that long is cheaper. If it does not, spinning burns CPU for nothing. So each
-//! waiter keeps a budget: after a wait that spinning would have covered the
-//! budget is full again; after a longer one it halves, down to zero. A waiter
-//! that sees work arrive every millisecond stops spinning after a few waits;
-//! one that sees it every few microseconds always spins.
+//! finished by another thread at once, spinning for that long is cheaper.
+//! If it does not, spinning burns CPU for nothing. So each waiter keeps a
+//! budget: after a wait that spinning would have covered the budget is full
+//! again; after a longer one it halves, down to zero. A waiter woken every
+//! millisecond stops spinning after a few waits; one woken every few
+//! microseconds always spins.
 
 use std::time::{Duration, Instant};
 
