@@ -126,13 +126,154 @@ async fn an_iterator_becomes_a_stream_in_bounded_steps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_iterator_yields_one_error_then_ends() {
+async fn a_panicking_iterator_yields_its_items_then_one_error_then_ends() {
     let iter = (0..10u32).map(|i| if i == 3 { panic!("bad row") } else { i });
     let items: Vec<_> = UnblockIter::new(iter).with_capacity(2).collect().await;
-    assert_eq!(items.len(), 3, "{items:?}");
-    assert!(items[0].is_ok() && items[1].is_ok());
+    assert_eq!(items.len(), 4, "{items:?}");
+    let made: Vec<u32> = items[..3].iter().map(|i| *i.as_ref().unwrap()).collect();
+    assert_eq!(made, [0, 1, 2], "items made before the panic are kept");
     assert_eq!(
-        items[2].as_ref().unwrap_err().panic_message(),
+        items[3].as_ref().unwrap_err().panic_message(),
         Some("bad row")
     );
+}
+
+/// A blocking duplex endpoint: reads come from a prepared buffer (each read
+/// takes a moment, like a socket waiting for the peer), writes go to shared
+/// memory.
+struct Duplex {
+    incoming: io::Cursor<Vec<u8>>,
+    outgoing: Shared,
+}
+
+impl Read for Duplex {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(1));
+        Read::read(&mut self.incoming, buf)
+    }
+}
+
+impl Write for Duplex {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outgoing.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_in_two_tasks_both_make_progress() {
+    let incoming: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+    let outgoing = Shared::default();
+    let duplex = Duplex {
+        incoming: io::Cursor::new(incoming.clone()),
+        outgoing: outgoing.clone(),
+    };
+    let (mut reader, mut writer) = tokio::io::split(Unblock::new(duplex).with_capacity(64));
+    let read = tokio::spawn(async move {
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).await.map(|_| got)
+    });
+    let write = tokio::spawn(async move {
+        for chunk in [[1u8; 64], [2u8; 64]].iter().cycle().take(64) {
+            writer.write_all(chunk).await?;
+        }
+        writer.flush().await
+    });
+    let both = tokio::time::timeout(Duration::from_secs(20), async {
+        (read.await.unwrap(), write.await.unwrap())
+    })
+    .await
+    .expect("both halves finish: neither task's waker replaces the other's");
+    assert_eq!(both.0.unwrap(), incoming);
+    both.1.unwrap();
+    assert_eq!(outgoing.0.lock().unwrap().len(), 64 * 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_into_an_empty_buffer_returns_zero_at_once_without_touching_the_reader() {
+    struct Stalled(Arc<Mutex<usize>>);
+    impl Read for Stalled {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            *self.0.lock().unwrap() += 1;
+            std::thread::sleep(Duration::from_secs(10));
+            Ok(0)
+        }
+    }
+    let reads = Arc::new(Mutex::new(0));
+    let mut r = Unblock::new(Stalled(reads.clone()));
+    let n = tokio::time::timeout(Duration::from_secs(2), r.read(&mut []))
+        .await
+        .expect("an empty read does not wait for the reader")
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(*reads.lock().unwrap(), 0, "no step was started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_item_reaches_the_stream_as_soon_as_it_is_produced() {
+    // A producer that waits for the consumer's reply to each item before it
+    // makes the next: items held back until a step's capacity fills would
+    // hang it.
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel::<u32>();
+    let mut sent = 0u32;
+    let iter = std::iter::from_fn(move || {
+        if sent > 0 {
+            let reply = reply_rx.recv_timeout(Duration::from_secs(10)).ok()?;
+            assert_eq!(reply, sent - 1);
+        }
+        sent += 1;
+        (sent <= 5).then_some(sent - 1)
+    });
+    let mut stream = UnblockIter::new(iter);
+    for i in 0..5u32 {
+        let item = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the item arrives while its producer waits for the reply")
+            .unwrap()
+            .unwrap();
+        assert_eq!(item, i);
+        reply_tx.send(item).unwrap();
+    }
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_stops_its_step_after_the_item_in_progress() {
+    struct Endless {
+        made: Arc<Mutex<u64>>,
+        dropped: std::sync::mpsc::Sender<u64>,
+    }
+    impl Iterator for Endless {
+        type Item = u64;
+        fn next(&mut self) -> Option<u64> {
+            std::thread::sleep(Duration::from_micros(200));
+            let mut made = self.made.lock().unwrap();
+            *made += 1;
+            Some(*made)
+        }
+    }
+    impl Drop for Endless {
+        fn drop(&mut self) {
+            let _ = self.dropped.send(*self.made.lock().unwrap());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let made = Arc::new(Mutex::new(0));
+    let iter = Endless {
+        made: made.clone(),
+        dropped: tx,
+    };
+    // A step may pull a million items: only the stream's going stops it.
+    let mut stream = UnblockIter::new(iter).with_capacity(1 << 20);
+    assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+    drop(stream);
+    let made_at_drop =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the iterator is dropped soon after the stream");
+    assert!(made_at_drop < 10_000, "{made_at_drop}");
 }

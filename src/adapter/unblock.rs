@@ -4,13 +4,15 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::offload::Offload;
 use crate::pool::BlockingPool;
+use crate::sync::lock_std;
 
 /// How many bytes (or items) one background step moves by default.
 const DEFAULT_CAPACITY: usize = 64 * 1024;
@@ -39,6 +41,49 @@ impl<T: Send + 'static, S: Send + 'static> Slot<T, S> {
                 *self = Slot::Lost;
                 Poll::Ready(Err(io::Error::other(error)))
             }
+        }
+    }
+}
+
+/// Which half of an `Unblock` waits for a step.
+#[derive(Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+/// The wakers of both halves of an `Unblock`, behind one waker that the
+/// running step is polled with.
+///
+/// A step has room for one waker. With `tokio::io::split` the reader and
+/// the writer poll from two tasks, and whichever polled last would be the
+/// only one woken: the other could wait forever for a step that finished
+/// long ago (the writer takes in the reader's bytes, but nobody tells the
+/// reader). So each half leaves its own waker here and the step wakes both.
+#[derive(Default)]
+struct Interest {
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Interest {
+    fn register(&self, side: Side, waker: &Waker) {
+        let mut wakers = lock_std(&self.wakers);
+        let slot = &mut wakers[side as usize];
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for Interest {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Taken under the lock, woken outside it: a waker is user code.
+        let woken = std::mem::take(&mut *lock_std(&self.wakers));
+        for waker in woken.into_iter().flatten() {
+            waker.wake();
         }
     }
 }
@@ -73,6 +118,19 @@ fn lost() -> io::Error {
 /// bytes reached the inner writer. Dropping an `Unblock` with buffered bytes
 /// discards them, and dropping it while a write step runs abandons the step.
 ///
+/// ### Reading and writing at once
+///
+/// An `Unblock` can be split (`tokio::io::split`) and its halves used from
+/// two tasks: both make progress, since each half's waker is kept and a
+/// finished step wakes both. But the inner value is *one* blocking object
+/// and can be in only one step at a time, so reads and writes take turns:
+/// a write that needs a step waits for the read step in flight, and the
+/// other way round. That is not full duplex. In particular, a read that
+/// blocks until the peer answers a write still in this `Unblock`'s buffer
+/// never returns: the write cannot start until the read ends. For real full
+/// duplex, split the inner value itself (`TcpStream::try_clone`, the two
+/// ends of a child's pipes) and wrap each part in its own `Unblock`.
+///
 /// ### Errors
 ///
 /// An `io::Error` from the inner value is returned as is. A failure of the
@@ -103,6 +161,9 @@ pub struct Unblock<T: Send + 'static> {
     write_buf: Vec<u8>,
     /// The last read step returned end of file.
     eof: bool,
+    /// The halves' wakers, and the waker steps are polled with.
+    interest: Arc<Interest>,
+    step_waker: Waker,
 }
 
 /// What a background step did.
@@ -115,6 +176,7 @@ enum Step {
 impl<T: Send + 'static> Unblock<T> {
     /// Wraps `io`, with the default pool and a 64 KiB capacity.
     pub fn new(io: T) -> Self {
+        let interest = Arc::new(Interest::default());
         Unblock {
             slot: Slot::Idle(io),
             pool: None,
@@ -122,7 +184,20 @@ impl<T: Send + 'static> Unblock<T> {
             read_ahead: VecDeque::new(),
             write_buf: Vec::new(),
             eof: false,
+            step_waker: Waker::from(interest.clone()),
+            interest,
         }
+    }
+
+    /// Waits for the running step, if any, on behalf of `side`: its waker
+    /// is kept beside the other half's, and both are woken when it ends.
+    fn poll_step(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<Option<Step>>> {
+        if !matches!(self.slot, Slot::Busy(_)) {
+            return Poll::Ready(Ok(None));
+        }
+        self.interest.register(side, cx.waker());
+        let mut step_cx = Context::from_waker(&self.step_waker);
+        self.slot.poll_step(&mut step_cx)
     }
 
     /// Runs steps on `pool` instead of the default pool.
@@ -177,6 +252,10 @@ impl<T: Read + Send + 'static> AsyncRead for Unblock<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if buf.remaining() == 0 {
+            // Nothing can be read into no room: no step, and no wait.
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if !this.read_ahead.is_empty() {
                 let n = this.read_ahead.len().min(buf.remaining());
@@ -191,7 +270,7 @@ impl<T: Read + Send + 'static> AsyncRead for Unblock<T> {
                 this.eof = false; // a later read may see more (a growing file)
                 return Poll::Ready(Ok(()));
             }
-            match ready!(this.slot.poll_step(cx))? {
+            match ready!(this.poll_step(cx, Side::Read))? {
                 Some(Step::Read(result)) => {
                     let bytes = result?;
                     this.eof = bytes.is_empty();
@@ -226,7 +305,7 @@ impl<T: Write + Send + 'static> Unblock<T> {
     /// finishing whatever step is in flight first.
     fn poll_write_out(&mut self, cx: &mut Context<'_>, flush: bool) -> Poll<io::Result<()>> {
         loop {
-            match ready!(self.slot.poll_step(cx))? {
+            match ready!(self.poll_step(cx, Side::Write))? {
                 Some(Step::Flushed(result)) => {
                     result?;
                     if flush && self.write_buf.is_empty() {
@@ -299,19 +378,24 @@ impl<T: Send + 'static> fmt::Debug for Unblock<T> {
 
 /// A blocking [`Iterator`] used as a [`Stream`].
 ///
-/// Each step takes the iterator to a pool thread, pulls up to the capacity
-/// of items (256 by default), and brings both back; the stream yields the
-/// buffered items, then starts the next step. No thread is held between
-/// steps, and at most one step's items are buffered.
+/// Each step takes the iterator to a pool thread and pulls up to the
+/// capacity of items (256 by default), handing each one to the stream as
+/// soon as `next()` returns it; then it brings the iterator back. The next
+/// step starts once the stream has yielded every item of the last one, so
+/// at most one step's items are buffered, and no thread is held between
+/// steps. The capacity bounds buffering, not latency: an item never waits
+/// for the rest of its step, so a producer that waits for a reply to each
+/// item (a request/response exchange) works.
 ///
 /// Items are `Result<I::Item, Error>`: a step that panics or is refused
-/// yields one error, and the stream ends (the iterator is gone).
+/// yields one error after the items it produced, and the stream ends (the
+/// iterator is gone).
 ///
 /// # Caveats
 ///
-/// Dropping the stream while a step runs abandons the step: the iterator is
-/// dropped on the pool thread once its current `next()` returns. Read-ahead
-/// items are dropped with the stream.
+/// Dropping the stream while a step runs abandons the step: it stops after
+/// the `next()` in progress returns, and the iterator is dropped on the pool
+/// thread then. Items already produced are dropped with the stream.
 ///
 /// # Examples
 ///
@@ -331,11 +415,63 @@ where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
 {
-    slot: Slot<I, Vec<I::Item>>,
+    /// The step's output says whether the iterator ended.
+    slot: Slot<I, bool>,
     pool: Option<BlockingPool>,
     capacity: usize,
-    buffered: VecDeque<I::Item>,
+    /// Where the running step hands over items as it makes them.
+    feed: Arc<Feed<I::Item>>,
+    /// A failed step's error, yielded after the items it produced.
+    failed: Option<crate::Error>,
     done: bool,
+}
+
+/// Items on their way from a step to the stream.
+struct Feed<T> {
+    state: Mutex<FeedState<T>>,
+}
+
+struct FeedState<T> {
+    items: VecDeque<T>,
+    waker: Option<Waker>,
+    /// The stream is gone: the step stops after the current `next()`.
+    closed: bool,
+}
+
+impl<T> Feed<T> {
+    /// Hands over one item; false once the stream is gone.
+    fn push(&self, item: T) -> bool {
+        let mut state = lock_std(&self.state);
+        if state.closed {
+            return false;
+        }
+        state.items.push_back(item);
+        let waker = state.waker.take();
+        drop(state);
+        // Woken outside the lock: a waker is user code.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    fn is_closed(&self) -> bool {
+        lock_std(&self.state).closed
+    }
+
+    /// The next item, or none after leaving `waker` to be woken by a push.
+    fn pop_or_register(&self, waker: &Waker) -> Option<T> {
+        let mut state = lock_std(&self.state);
+        let item = state.items.pop_front();
+        if item.is_none() && !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            state.waker = Some(waker.clone());
+        }
+        item
+    }
+
+    fn pop(&self) -> Option<T> {
+        lock_std(&self.state).items.pop_front()
+    }
 }
 
 impl<I> UnblockIter<I>
@@ -349,7 +485,14 @@ where
             slot: Slot::Idle(iter),
             pool: None,
             capacity: 256,
-            buffered: VecDeque::new(),
+            feed: Arc::new(Feed {
+                state: Mutex::new(FeedState {
+                    items: VecDeque::new(),
+                    waker: None,
+                    closed: false,
+                }),
+            }),
+            failed: None,
             done: false,
         }
     }
@@ -360,7 +503,8 @@ where
         self
     }
 
-    /// Sets how many items one step pulls (clamped to 1 ..= 2^20).
+    /// Sets how many items one step pulls at most, and so how many can be
+    /// buffered (clamped to 1 ..= 2^20).
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.clamp(1, 1 << 20);
         self
@@ -377,39 +521,81 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if let Some(item) = this.buffered.pop_front() {
+            // The waker is left with the feed before the step is polled, so
+            // an item pushed in between is not missed.
+            if let Some(item) = this.feed.pop_or_register(cx.waker()) {
                 return Poll::Ready(Some(Ok(item)));
+            }
+            if let Some(error) = this.failed.take() {
+                return Poll::Ready(Some(Err(error)));
             }
             if this.done {
                 return Poll::Ready(None);
             }
             match &mut this.slot {
                 Slot::Busy(step) => match ready!(step.as_mut().poll(cx)) {
-                    Ok((iter, items)) => {
-                        this.done = items.is_empty();
-                        this.buffered.extend(items);
+                    Ok((iter, ended)) => {
+                        this.done = ended;
                         this.slot = Slot::Idle(iter);
                     }
                     Err(error) => {
+                        // Items the step made before it failed come first.
                         this.done = true;
                         this.slot = Slot::Lost;
-                        return Poll::Ready(Some(Err(error)));
+                        this.failed = Some(error);
                     }
                 },
                 Slot::Idle(_) => {
+                    if let Some(item) = this.feed.pop() {
+                        return Poll::Ready(Some(Ok(item)));
+                    }
                     let Slot::Idle(mut iter) = std::mem::replace(&mut this.slot, Slot::Lost) else {
                         unreachable!("matched Idle just above");
                     };
-                    let capacity = this.capacity;
+                    let (capacity, feed) = (this.capacity, this.feed.clone());
                     let pool = this.pool.as_ref().unwrap_or_else(|| crate::default_pool());
                     this.slot = Slot::Busy(Box::pin(pool.offload(move || {
-                        let items: Vec<I::Item> = iter.by_ref().take(capacity).collect();
-                        (iter, items)
+                        let mut ended = false;
+                        for _ in 0..capacity {
+                            if feed.is_closed() {
+                                break;
+                            }
+                            match iter.next() {
+                                Some(item) => {
+                                    if !feed.push(item) {
+                                        break;
+                                    }
+                                }
+                                None => {
+                                    ended = true;
+                                    break;
+                                }
+                            }
+                        }
+                        (iter, ended)
                     })));
                 }
                 Slot::Lost => return Poll::Ready(None),
             }
         }
+    }
+}
+
+impl<I> Drop for UnblockIter<I>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+{
+    fn drop(&mut self) {
+        // Tell a running step to stop; the items already made are dropped
+        // here (outside the lock), not on the pool thread.
+        let items = {
+            let mut state = lock_std(&self.feed.state);
+            state.closed = true;
+            state.waker = None;
+            std::mem::take(&mut state.items)
+        };
+        drop(items);
     }
 }
 
@@ -428,7 +614,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnblockIter")
-            .field("buffered", &self.buffered.len())
+            .field("buffered", &lock_std(&self.feed.state).items.len())
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
