@@ -299,7 +299,7 @@ fn learn_spin(since: Instant, signal: &Signal) {
 /// Why driving a future stopped without its value.
 enum Stopped {
     Elapsed,
-    Panicked(String),
+    Panicked(Option<String>),
 }
 
 /// Polls `future` to completion on this thread, parking between polls.

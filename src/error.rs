@@ -16,7 +16,9 @@ pub enum ErrorKind {
     Panicked,
     /// The pool had no room and the call asked to fail rather than wait.
     Saturated,
-    /// The pool was shut down before the job could finish.
+    /// The pool was shut down before the job could finish: the call was
+    /// refused, its queued job cancelled, or its running job released
+    /// (see [`Error::phase`]).
     ShutDown,
     /// The OS refused to start a thread and no existing thread could take
     /// the job.
@@ -34,21 +36,29 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    fn describe(self) -> &'static str {
+    /// What happened, after the operation's name. `phase` matters only to
+    /// shutdown: a call refused at the door, a queued job cancelled and a
+    /// running job released are three different things to the reader.
+    fn describe(self, phase: Option<Phase>) -> &'static str {
         match self {
             ErrorKind::Timeout => "timed out",
             ErrorKind::Panicked => "panicked",
             ErrorKind::Saturated => "was refused: the pool is saturated",
-            ErrorKind::ShutDown => "was refused: the pool is shut down",
+            ErrorKind::ShutDown => match phase {
+                None | Some(Phase::WaitingForRoom) => "was refused: the pool is shut down",
+                Some(Phase::Queued) => "was cancelled by shutdown",
+                Some(Phase::Running) => "was released by shutdown",
+            },
             ErrorKind::SpawnFailed => "failed: the OS refused to start a pool thread",
             ErrorKind::NoRuntime => {
-                "cannot enforce its deadline: polled outside a tokio runtime; await it inside one"
+                "cannot enforce its deadline: it was polled outside a tokio runtime (await it \
+                 inside one)"
             }
             ErrorKind::Job => "failed",
             ErrorKind::AsyncContext => {
                 "was refused: called from async code (a task, a runtime's block_on, or a future \
-                 colorseam is driving), where blocking would freeze the runtime; `.await` the \
-                 future instead"
+                 colorseam is driving), where blocking would freeze the runtime (`.await` the \
+                 future instead)"
             }
         }
     }
@@ -143,8 +153,9 @@ impl Error {
         self
     }
 
-    pub(crate) fn with_panic_message(mut self, message: String) -> Self {
-        self.inner.panic_message = Some(message);
+    /// `None` for a payload that is not a string.
+    pub(crate) fn with_panic_message(mut self, message: Option<String>) -> Self {
+        self.inner.panic_message = message;
         self
     }
 
@@ -217,7 +228,9 @@ impl Error {
         self.inner.stuck_threads
     }
 
-    /// The panic's message, when the job panicked with a string payload.
+    /// The panic's message, when the job panicked with a string payload
+    /// (what `panic!` makes); `None` for any other payload (`panic_any`,
+    /// `resume_unwind` with a non-string value), which has no text.
     pub fn panic_message(&self) -> Option<&str> {
         self.inner.panic_message.as_deref()
     }
@@ -226,19 +239,25 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
-        write!(f, "{} {}", inner.operation, inner.kind.describe())?;
+        let what = inner.kind.describe(inner.phase);
+        write!(f, "{} {what}", inner.operation)?;
         if let Some(message) = &inner.panic_message {
             write!(f, " with `{}`", message.escape_debug())?;
         }
         if let Some(source) = &inner.source {
             write!(f, ": {source}")?;
         }
-        // A refusal is immediate; its elapsed time is noise.
-        if !matches!(inner.kind, ErrorKind::AsyncContext | ErrorKind::Saturated) {
+        // A refusal is immediate: its elapsed time is noise, and its phase
+        // (it never got in) is already said by "refused".
+        let refusal = matches!(
+            inner.kind,
+            ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::NoRuntime
+        );
+        if !refusal {
             write!(f, " after {:.1?}", inner.elapsed)?;
-        }
-        if let Some(phase) = inner.phase {
-            write!(f, " while {phase}")?;
+            if let Some(phase) = inner.phase {
+                write!(f, " while {phase}")?;
+            }
         }
         if !inner.pool.is_empty() {
             let what = if inner.operation == "offload" {
@@ -335,4 +354,108 @@ pub enum ConfigError {
     /// The default pool was already created, so its configuration is fixed.
     #[error("the default pool is already running; configure it before its first use")]
     DefaultAlreadySet,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [ErrorKind; 8] = [
+        ErrorKind::Timeout,
+        ErrorKind::Panicked,
+        ErrorKind::Saturated,
+        ErrorKind::ShutDown,
+        ErrorKind::SpawnFailed,
+        ErrorKind::NoRuntime,
+        ErrorKind::Job,
+        ErrorKind::AsyncContext,
+    ];
+    const PHASES: [Option<Phase>; 4] = [
+        None,
+        Some(Phase::WaitingForRoom),
+        Some(Phase::Queued),
+        Some(Phase::Running),
+    ];
+
+    fn text(kind: ErrorKind, phase: Option<Phase>, operation: &'static str, pool: &str) -> String {
+        let mut error = Error::new(
+            kind,
+            pool.into(),
+            Location::caller(),
+            Duration::from_millis(12),
+        )
+        .with_operation(operation);
+        if let Some(phase) = phase {
+            error = error.with_phase(phase);
+        }
+        error.to_string()
+    }
+
+    #[test]
+    fn every_kind_in_every_phase_reads_as_one_lower_case_line() {
+        for kind in KINDS {
+            for phase in PHASES {
+                for (operation, pool) in [("offload", "db"), ("block_on", ""), ("call", "sdk")] {
+                    let text = text(kind, phase, operation, pool);
+                    assert!(!text.contains('\n'), "{text}");
+                    assert!(text.starts_with(&format!("{operation} ")), "{text}");
+                    assert!(
+                        text.chars().next().is_some_and(char::is_lowercase),
+                        "{text}"
+                    );
+                    assert!(text.ends_with(')'), "ends with the call site: {text}");
+                    let refusal = matches!(
+                        kind,
+                        ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::NoRuntime
+                    );
+                    match phase {
+                        Some(phase) if !refusal => {
+                            assert!(text.contains(&format!(" while {phase}")), "{text}");
+                        }
+                        _ => assert!(!text.contains(" while "), "{text}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shutdown_says_refused_cancelled_or_released_by_phase() {
+        let refused = "offload was refused: the pool is shut down";
+        assert!(text(ErrorKind::ShutDown, None, "offload", "p").starts_with(refused));
+        assert!(
+            text(
+                ErrorKind::ShutDown,
+                Some(Phase::WaitingForRoom),
+                "offload",
+                "p"
+            )
+            .starts_with(refused)
+        );
+        let queued = text(ErrorKind::ShutDown, Some(Phase::Queued), "offload", "p");
+        assert!(
+            queued.starts_with("offload was cancelled by shutdown after 12.0ms while queued"),
+            "{queued}"
+        );
+        let running = text(ErrorKind::ShutDown, Some(Phase::Running), "offload", "p");
+        assert!(
+            running.starts_with("offload was released by shutdown after 12.0ms while running"),
+            "{running}"
+        );
+    }
+
+    #[test]
+    fn a_panic_without_a_message_shows_none() {
+        let error = Error::new(
+            ErrorKind::Panicked,
+            "p".into(),
+            Location::caller(),
+            Duration::ZERO,
+        )
+        .with_phase(Phase::Running)
+        .with_panic_message(None);
+        assert_eq!(error.panic_message(), None);
+        let text = error.to_string();
+        assert!(text.starts_with("offload panicked after "), "{text}");
+    }
 }

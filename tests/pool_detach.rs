@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use colorseam::BlockingPool;
 
+mod common;
+
 /// A job that fails by panicking (typed `()` so it is a valid detached job).
 fn explode(message: &'static str) {
     panic!("{message}")
@@ -105,7 +107,7 @@ fn detached_work_cancelled_by_shutdown_is_reported() {
     assert_eq!(report.abandoned, 0, "{report:?}");
     let seen = wait_for(&seen, 1);
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(seen[0].contains("shut down"), "{seen:?}");
+    assert!(seen[0].contains("cancelled by shutdown"), "{seen:?}");
 }
 
 #[test]
@@ -126,4 +128,34 @@ fn detach_on_a_full_pool_is_refused_at_once() {
     let err = pool.detach(|| ()).unwrap_err();
     assert!(err.is_saturated());
     gate.wait();
+}
+
+#[test]
+fn a_detached_panic_is_counted_as_panicked_not_completed() {
+    let (pool, seen) = pool_with_sink("dt-count");
+    pool.detach(|| explode("counted right")).unwrap();
+    pool.detach(|| -> () { std::panic::resume_unwind(Box::new(5u8)) })
+        .unwrap();
+    pool.detach(|| ()).unwrap();
+    let seen = wait_for(&seen, 2);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.contains("panicked with `counted right`")),
+        "{seen:?}"
+    );
+    // A payload that is not a string has no message to show.
+    assert!(
+        seen.iter()
+            .any(|s| s.contains("panicked after") && !s.contains("Box<dyn Any>")),
+        "{seen:?}"
+    );
+    assert!(common::eventually(Duration::from_secs(20), || {
+        let outcomes = pool.metrics().outcomes;
+        outcomes.completed + outcomes.panicked == 3
+    }));
+    let outcomes = pool.metrics().outcomes;
+    assert_eq!(outcomes.panicked, 2, "{outcomes:?}");
+    assert_eq!(outcomes.completed, 1, "{outcomes:?}");
+    assert_eq!(outcomes.detached_failures, 2, "{outcomes:?}");
 }

@@ -290,32 +290,18 @@ impl BlockingPool {
         let location = Location::caller();
         let called_at = Instant::now();
         let sink_pool = inner.clone();
+        // A panic is left to the worker, which counts it as a panic and
+        // reports it (`Job::run`); only the job's own error is reported here.
         let func: BoxFn<()> = Box::new(move || {
-            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                Ok(r) => r.into_detached_result().map_err(|source| {
-                    Error::new(
-                        ErrorKind::Job,
-                        sink_pool.config.name.clone(),
-                        location,
-                        called_at.elapsed(),
-                    )
-                    .with_phase(Phase::Running)
-                    .with_source(source)
-                }),
-                Err(payload) => {
-                    let message = task::panic_message(&*payload);
-                    task::drop_quietly(payload);
-                    Err(Error::new(
-                        ErrorKind::Panicked,
-                        sink_pool.config.name.clone(),
-                        location,
-                        called_at.elapsed(),
-                    )
-                    .with_phase(Phase::Running)
-                    .with_panic_message(message))
-                }
-            };
-            if let Err(error) = result {
+            if let Err(source) = f().into_detached_result() {
+                let error = Error::new(
+                    ErrorKind::Job,
+                    sink_pool.config.name.clone(),
+                    location,
+                    called_at.elapsed(),
+                )
+                .with_phase(Phase::Running)
+                .with_source(source);
                 sink_pool.report_detached_failure(error);
             }
         });

@@ -19,8 +19,9 @@ use crate::sync::lock_std as lock;
 
 pub(crate) type BoxFn<T> = Box<dyn FnOnce() -> T + Send>;
 
-/// What running a closure produced: its value, or its panic's message.
-pub(crate) type Outcome<T> = Result<T, String>;
+/// What running a closure produced: its value, or its panic's message
+/// (`None` for a payload that is not a string).
+pub(crate) type Outcome<T> = Result<T, Option<String>>;
 
 /// Facts fixed when the call is made.
 pub(crate) struct CallSite {
@@ -169,9 +170,18 @@ impl<T: Send + 'static> Task for Job<T> {
             drop_quietly(payload);
             message
         });
+        let panicked = outcome.is_err();
+        if let (true, Err(message)) = (self.detached, &outcome) {
+            // Nobody reads a detached job's outcome: its panic goes to the
+            // sink here, where it is also counted as a panic below.
+            let error = self
+                .error(ErrorKind::Panicked)
+                .with_phase(Phase::Running)
+                .with_panic_message(message.clone());
+            pool.report_detached_failure(error);
+        }
         // Room first, so a caller that resubmits as soon as it wakes finds it.
         self.release_permit();
-        let panicked = outcome.is_err();
         match self.core.complete(outcome) {
             Ok(()) => {
                 pool.count_finished(panicked);
@@ -226,14 +236,14 @@ impl<T: Send + 'static> Task for Job<T> {
     }
 }
 
-/// The message of a panic payload, as `std` would print it.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic payload: the `&str` or `String` that `panic!`
+/// makes, or `None` for any other payload (`panic_any`, `resume_unwind`),
+/// which has no text to show.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        Some((*s).to_owned())
     } else {
-        "Box<dyn Any>".to_owned()
+        payload.downcast_ref::<String>().cloned()
     }
 }
 
