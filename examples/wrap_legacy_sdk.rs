@@ -14,9 +14,10 @@
 //! would notice a stalled runtime:
 //!
 //! 1. **`ThreadBound<VendorClient>`**: one client on one dedicated thread,
-//!    calls in submission order. Once a call hangs and its caller gives up,
-//!    the thread is stuck, and later calls fail at once with a saturation
-//!    error that says so, instead of queueing behind it until their deadlines.
+//!    calls in submission order, with no spare thread (`with_max_abandoned(0)`).
+//!    Once a call hangs and its caller gives up, the thread is stuck: the
+//!    calls queued behind it and later calls fail at once with a saturation
+//!    error that says so, instead of waiting out their deadlines.
 //! 2. **`ForAsync<ClientSlots>`**: a bulkhead of at most 16 calls at once,
 //!    replacing up to 4 threads stuck in hung calls, 200 ms per call, over a
 //!    small checkout pool of clients (`ClientSlots` says why).
@@ -256,7 +257,9 @@ impl Vendor {
         // The factory runs on the adapter's thread, so the client is made
         // where it will live and never crosses threads.
         let bound = ThreadBound::new("vendor-bound", VendorClient::connect)?;
-        Ok(Vendor::Bound(bound.with_timeout(CALL_TIMEOUT)))
+        Ok(Vendor::Bound(
+            bound.with_timeout(CALL_TIMEOUT).with_max_abandoned(0),
+        ))
     }
 
     fn bulkhead() -> Result<Self, colorseam::ConfigError> {
@@ -295,7 +298,7 @@ impl Vendor {
 
     fn metrics(&self) -> PoolMetrics {
         match self {
-            Vendor::Bound(bound) => bound.pool().metrics(),
+            Vendor::Bound(bound) => bound.metrics(),
             Vendor::Bulkhead(bulkhead) => bulkhead.pool().metrics(),
         }
     }
@@ -777,9 +780,9 @@ fn print_takeaways(idle: &Lateness, bound: &Section, bulkhead: &Section) {
     println!(
         "- Bounded: {} calls hung in the bulkhead, yet it never held more than {} threads (bound: \
          {BULKHEAD_LIMIT} + {BULKHEAD_MAX_ABANDONED} replaced) and answered {} of {CALLERS} ok. \
-         ThreadBound's one thread hung {} into the run; it then refused {} later calls at once \
-         (\"1 thread is stuck\"), though the {} already queued behind the hung call waited out \
-         their deadlines.",
+         ThreadBound's one thread hung {} into the run; it then refused {} calls at once \
+         (\"1 thread is stuck\"), those queued behind the hung call included ({} queued calls \
+         waited out their deadlines).",
         bulkhead.hung,
         bulkhead.metrics.threads.peak,
         bulkhead.tally.ok,

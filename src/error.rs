@@ -33,6 +33,11 @@ pub enum ErrorKind {
     /// `LocalSet`, or a future colorseam itself is driving. Blocking there
     /// would freeze the runtime; `.await` the future instead.
     AsyncContext,
+    /// A [`ThreadBound`](crate::adapter::ThreadBound) call was made from
+    /// inside a call of the same adapter (in the closure, its factory, a
+    /// waker or a `Drop` it runs): it would have to wait for the call that
+    /// made it.
+    Reentrant,
 }
 
 impl ErrorKind {
@@ -59,6 +64,10 @@ impl ErrorKind {
                 "was refused: called from async code (a task, a runtime's block_on, or a future \
                  colorseam is driving), where blocking would freeze the runtime (`.await` the \
                  future instead)"
+            }
+            ErrorKind::Reentrant => {
+                "was refused: made from inside a call of the same thread-bound adapter, which \
+                 would wait for itself"
             }
         }
     }
@@ -195,6 +204,12 @@ impl Error {
         self.inner.kind == ErrorKind::AsyncContext
     }
 
+    /// True if a [`ThreadBound`](crate::adapter::ThreadBound) call was
+    /// refused because it was made from inside a call of the same adapter.
+    pub fn is_reentrant(&self) -> bool {
+        self.inner.kind == ErrorKind::Reentrant
+    }
+
     /// The entry point that failed: `"offload"`, `"block_on"`, or an
     /// adapter's operation.
     pub fn operation(&self) -> &'static str {
@@ -251,7 +266,10 @@ impl fmt::Display for Error {
         // (it never got in) is already said by "refused".
         let refusal = matches!(
             inner.kind,
-            ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::NoRuntime
+            ErrorKind::AsyncContext
+                | ErrorKind::Saturated
+                | ErrorKind::NoRuntime
+                | ErrorKind::Reentrant
         );
         if !refusal {
             write!(f, " after {:.1?}", inner.elapsed)?;

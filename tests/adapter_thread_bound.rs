@@ -49,10 +49,11 @@ async fn every_call_runs_on_the_one_thread_that_made_the_resource_in_submission_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_call_releases_its_caller_and_later_calls_fail_fast_until_it_returns() {
+async fn without_a_budget_a_hung_call_makes_later_calls_fail_fast_until_it_returns() {
     let conn = ThreadBound::new("tb-hung", connect)
         .unwrap()
-        .with_timeout(Duration::from_millis(50));
+        .with_timeout(Duration::from_millis(50))
+        .with_max_abandoned(0);
     let gate = Gate::new();
     let g = gate.clone();
     let started = Instant::now();
@@ -67,14 +68,15 @@ async fn a_hung_call_releases_its_caller_and_later_calls_fail_fast_until_it_retu
     assert_eq!(err.stuck_threads(), 1);
     assert!(err.to_string().contains("1 thread is stuck"), "{err}");
     assert!(err.to_string().contains("tb-hung"), "{err}");
-    assert_eq!(
-        conn.pool().metrics().outcomes.rejected,
-        1,
-        "refusals are counted"
-    );
+    assert_eq!(conn.metrics().outcomes.rejected, 1, "refusals are counted");
 
     gate.open();
-    assert!(eventually_async(LONG, || conn.pool().metrics().threads.abandoned == 0).await);
+    assert!(eventually_async(LONG, || conn.metrics().threads.abandoned == 0).await);
+    // Served again, by a fresh thread with a fresh resource.
+    assert!(
+        eventually_async(LONG, || common::os_threads_named("tb-hung").eq(&0)).await,
+        "the stuck thread ends once its call returns"
+    );
     assert_eq!(conn.call(|c| c.log.borrow().len()).await.unwrap(), 0);
 }
 
@@ -113,4 +115,384 @@ async fn a_factory_that_panics_is_an_error_and_is_tried_again() {
     let err = conn.call(|n| *n).await.unwrap_err();
     assert_eq!(err.panic_message(), Some("first connect fails"));
     assert_eq!(conn.call(|n| *n).await.unwrap(), 7);
+}
+
+// ---- Composition: re-entrancy, drop, stuck calls, recovery ----
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Wake, Waker};
+
+use futures::FutureExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_from_inside_its_own_call_is_a_typed_error_not_a_panic() {
+    let conn = Arc::new(ThreadBound::new("tb-reenter", connect).unwrap());
+    let again = conn.clone();
+    let (through_block_on, through_other_executor) = conn
+        .call(move |c| {
+            c.log.borrow_mut().push(1);
+            // colorseam's block_on on the adapter's own thread (which runs
+            // nested calls of its pool inline) ...
+            let nested = colorseam::block_on(async { again.call(|c| c.log.borrow().len()).await });
+            // ... and another executor, which would wait for itself.
+            let queued = pollster::block_on(async {
+                again.call_timeout(|_| (), Duration::from_secs(5)).await
+            });
+            (nested, queued)
+        })
+        .await
+        .unwrap();
+    for err in [
+        through_block_on.unwrap().unwrap_err(),
+        through_other_executor.unwrap_err(),
+    ] {
+        assert!(err.is_reentrant(), "{err}");
+        assert!(!err.is_panic(), "{err}");
+        assert!(err.to_string().contains("tb-reenter"), "{err}");
+    }
+    assert_eq!(
+        conn.call(|c| c.log.borrow().clone()).await.unwrap(),
+        vec![1],
+        "the resource is intact"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_a_waker_or_a_drop_during_unwinding_inside_a_call_is_refused_the_same_way() {
+    struct CallOnWake(Arc<ThreadBound<Connection>>, std::sync::Mutex<Option<bool>>);
+    impl Wake for CallOnWake {
+        fn wake(self: Arc<Self>) {
+            let result = self.0.call(|_| ()).now_or_never();
+            let refused = matches!(result, Some(Err(ref e)) if e.is_reentrant());
+            *self.1.lock().unwrap() = Some(refused);
+        }
+    }
+    struct CallOnDrop(Arc<ThreadBound<Connection>>, std::sync::mpsc::Sender<bool>);
+    impl Drop for CallOnDrop {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            let result = self.0.call(|_| ()).now_or_never();
+            let _ = self
+                .1
+                .send(matches!(result, Some(Err(ref e)) if e.is_reentrant()));
+        }
+    }
+    let conn = Arc::new(ThreadBound::new("tb-hostile", connect).unwrap());
+    let waker = Arc::new(CallOnWake(conn.clone(), std::sync::Mutex::new(None)));
+    let w = waker.clone();
+    conn.call(move |_| Waker::from(w).wake()).await.unwrap();
+    assert_eq!(*waker.1.lock().unwrap(), Some(true), "refused from a waker");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let guard = CallOnDrop(conn.clone(), tx);
+    let err = conn
+        .call(move |_| {
+            let _guard = guard;
+            panic!("the SDK blew up");
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.panic_message(), Some("the SDK blew up"));
+    assert_eq!(rx.recv_timeout(LONG), Ok(true), "refused while unwinding");
+    assert!(
+        conn.call(|_| 5).await.is_ok_and(|n| n == 5),
+        "still serving"
+    );
+}
+
+/// Runs this test binary again with only `test` and `CHILD` set, and
+/// returns its exit status and output: for behaviour that, when broken,
+/// aborts the process.
+fn run_child(test: &str) -> (std::process::ExitStatus, String) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("COLORSEAM_TB_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status, text)
+}
+
+#[test]
+fn a_resource_whose_drop_calls_block_on_is_dropped_before_thread_teardown() {
+    if std::env::var_os("COLORSEAM_TB_CHILD").is_none() {
+        let (status, output) =
+            run_child("a_resource_whose_drop_calls_block_on_is_dropped_before_thread_teardown");
+        assert!(status.success(), "{status}: {output}");
+        assert!(output.contains("drop's block_on: Ok(7)"), "{output}");
+        return;
+    }
+    struct Flushes;
+    impl Drop for Flushes {
+        fn drop(&mut self) {
+            let flushed = colorseam::block_on(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                7
+            });
+            println!("drop's block_on: {flushed:?}");
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conn = ThreadBound::new("tb-drop-block-on", || Flushes).unwrap();
+        // The call uses block_on first, so its thread-locals are set up
+        // before the resource's: they would be torn down first.
+        conn.call(|_| colorseam::block_on(async { tokio::task::yield_now().await }))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(conn);
+        assert!(eventually_async(LONG, || common::os_threads_named("tb-drop-block").eq(&0)).await);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_queued_behind_a_stuck_call_fail_fast_with_the_stuck_error() {
+    let conn = ThreadBound::new("tb-queued", connect).unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let hung = conn.call_timeout(move |_| g.wait(LONG), Duration::from_millis(100));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let queued: Vec<_> = (0..3)
+        .map(|_| {
+            let ran = ran.clone();
+            // The default deadline: 30 s.
+            conn.call(move |_| ran.fetch_add(1, Ordering::SeqCst))
+        })
+        .collect();
+    assert!(hung.await.unwrap_err().is_timeout());
+    let started = Instant::now();
+    for call in queued {
+        let err = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("a call queued behind a stuck call does not wait out its deadline")
+            .unwrap_err();
+        assert!(err.is_saturated(), "{err}");
+        assert_eq!(err.stuck_threads(), 1, "{err}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    gate.open();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "refused calls never run");
+}
+
+/// A resource that says which thread made it and which dropped it.
+struct Traced {
+    made_on: std::thread::ThreadId,
+    dropped: std::sync::mpsc::Sender<(std::thread::ThreadId, std::thread::ThreadId)>,
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        let _ = self
+            .dropped
+            .send((self.made_on, std::thread::current().id()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_hang_a_bounded_number_of_fresh_threads_come_from_the_factory() {
+    let (tx, dropped) = std::sync::mpsc::channel();
+    let made = Arc::new(AtomicUsize::new(0));
+    let m = made.clone();
+    let conn = ThreadBound::new("tb-recover", move || {
+        m.fetch_add(1, Ordering::SeqCst);
+        Traced {
+            made_on: std::thread::current().id(),
+            dropped: tx.clone(),
+        }
+    })
+    .unwrap()
+    .with_max_abandoned(1);
+    let first = conn.call(|r| r.made_on).await.unwrap();
+
+    // The first thread hangs: a fresh one, with a fresh resource, serves.
+    let gate = Gate::new();
+    let g = gate.clone();
+    let err = conn
+        .call_timeout(move |_| g.wait(LONG), Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    let second = conn
+        .call(|r| r.made_on)
+        .await
+        .expect("recovered on a fresh thread");
+    assert_ne!(first, second);
+    assert_eq!(made.load(Ordering::SeqCst), 2);
+
+    // The fresh one hangs too: the budget (one stuck thread) is spent, so
+    // calls fail fast, and no third thread starts.
+    let gate2 = Gate::new();
+    let g2 = gate2.clone();
+    let err = conn
+        .call_timeout(move |_| g2.wait(LONG), Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    let started = Instant::now();
+    let err = conn.call(|r| r.made_on).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(err.is_saturated(), "{err}");
+    assert_eq!(err.stuck_threads(), 2, "{err}");
+    assert_eq!(made.load(Ordering::SeqCst), 2);
+    assert!(common::os_threads_named("tb-recover").le(&2));
+
+    // When a stuck call returns, its resource is dropped on its own thread
+    // and that thread leaves; the adapter serves again.
+    gate.open();
+    let (made_on, dropped_on) =
+        tokio::task::spawn_blocking(move || dropped.recv_timeout(LONG).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(made_on, first);
+    assert_eq!(dropped_on, first, "dropped on the thread that made it");
+    let third = conn
+        .call(|r| r.made_on)
+        .await
+        .expect("serves after a stuck call returned");
+    assert_ne!(third, first);
+    assert_ne!(third, second);
+    assert_eq!(made.load(Ordering::SeqCst), 3);
+    gate2.open();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_that_always_panics_costs_no_thread_and_each_call_is_an_error() {
+    let conn = ThreadBound::new("tb-bad-factory", || -> u32 { panic!("cannot connect") }).unwrap();
+    for _ in 0..20 {
+        let err = conn.call(|n| *n).await.unwrap_err();
+        assert_eq!(err.panic_message(), Some("cannot connect"));
+    }
+    assert!(common::os_threads_named("tb-bad-factory").le(&1));
+}
+
+#[test]
+fn many_threads_on_one_adapter_handle_each_see_their_calls_in_order() {
+    let conn = Arc::new(ThreadBound::new("tb-shared", connect).unwrap());
+    let threads: Vec<_> = (0..6u32)
+        .map(|t| {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u32 {
+                    let n = t * 1000 + i;
+                    colorseam::block_on(async {
+                        conn.call(move |c| c.log.borrow_mut().push(n)).await
+                    })
+                    .unwrap()
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let log = colorseam::block_on(async { conn.call(|c| c.log.borrow().clone()).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(log.len(), 240);
+    for t in 0..6u32 {
+        let mine: Vec<u32> = log.iter().copied().filter(|n| n / 1000 == t).collect();
+        assert_eq!(mine, (0..40).map(|i| t * 1000 + i).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_running_call_retires_its_thread_like_a_deadline_does() {
+    let made = Arc::new(AtomicUsize::new(0));
+    let m = made.clone();
+    let conn =
+        ThreadBound::new("tb-drop-running", move || m.fetch_add(1, Ordering::SeqCst)).unwrap();
+    let gate = Gate::new();
+    let (g, (started_tx, started_rx)) = (gate.clone(), std::sync::mpsc::channel());
+    let running = conn.call(move |_| {
+        started_tx.send(()).unwrap();
+        g.wait(LONG);
+    });
+    let queued = conn.call(|n| *n);
+    let mut running = Box::pin(running);
+    // Poll once so the call is under way, then give up on it.
+    assert!(futures::poll!(running.as_mut()).is_pending());
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(LONG).unwrap())
+        .await
+        .unwrap();
+    drop(running);
+    let err = tokio::time::timeout(Duration::from_secs(5), queued)
+        .await
+        .expect("the queued call fails fast")
+        .unwrap_err();
+    assert!(err.is_saturated() && err.stuck_threads() == 1, "{err}");
+    assert_eq!(conn.call(|n| *n).await.unwrap(), 1, "a fresh resource");
+    gate.open();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_adapter_while_a_call_is_stuck_drops_that_resource_when_the_call_returns() {
+    let (tx, dropped) = std::sync::mpsc::channel();
+    let conn = ThreadBound::new("tb-drop-stuck", move || Traced {
+        made_on: std::thread::current().id(),
+        dropped: tx.clone(),
+    })
+    .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let err = conn
+        .call_timeout(move |_| g.wait(LONG), Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    drop(conn);
+    assert!(dropped.try_recv().is_err(), "not while its call runs");
+    gate.open();
+    let (made_on, dropped_on) =
+        tokio::task::spawn_blocking(move || dropped.recv_timeout(LONG).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(made_on, dropped_on);
+    assert!(eventually_async(LONG, || common::os_threads_named("tb-drop-stuc").eq(&0)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_racing_deadlines_every_resource_made_is_dropped_and_threads_stay_bounded() {
+    let made = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (m, d) = (made.clone(), dropped.clone());
+    let conn = ThreadBound::new("tb-race", move || {
+        m.fetch_add(1, Ordering::SeqCst);
+        Counted(d.clone())
+    })
+    .unwrap()
+    .with_max_abandoned(2);
+    let mut peak = 0;
+    for i in 0..300u64 {
+        // Deadlines that land before, during and after the call returns.
+        let work = Duration::from_micros(i % 7 * 300);
+        let _ = conn
+            .call_timeout(
+                move |_| std::thread::sleep(work),
+                Duration::from_micros(900),
+            )
+            .await;
+        peak = peak.max(common::os_threads_named("tb-race"));
+    }
+    assert!(peak <= 3, "1 + max_abandoned threads at most, saw {peak}");
+    drop(conn);
+    assert!(
+        eventually_async(LONG, || made.load(Ordering::SeqCst)
+            == dropped.load(Ordering::SeqCst))
+        .await,
+        "made {} dropped {}",
+        made.load(Ordering::SeqCst),
+        dropped.load(Ordering::SeqCst)
+    );
+    assert!(eventually_async(LONG, || common::os_threads_named("tb-race").eq(&0)).await);
 }

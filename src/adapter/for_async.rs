@@ -5,16 +5,21 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::error::{ConfigError, Error, ErrorKind, Phase};
+use crate::metrics::PoolMetrics;
 use crate::offload::Offload;
-use crate::pool::BlockingPool;
+use crate::pool::{BlockingPool, Inner, QueuedWork};
+use crate::sync::lock_std;
 
 /// The default deadline of an adapter call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +45,17 @@ struct Settings {
     panic_policy: PanicPolicy,
 }
 
+/// Why a thread-bound call did not run its closure, decided on its thread.
+enum Refusal {
+    /// Made or polled from inside a call of the same adapter.
+    Reentrant,
+    /// Queued on a thread that got stuck before the call started.
+    Stuck,
+}
+
+/// What the job of an adapter call returns.
+type Ran<R> = Result<R, Refusal>;
+
 pin_project_lite::pin_project! {
     /// The future of one adapter call. Resolves exactly once.
     ///
@@ -47,12 +63,16 @@ pin_project_lite::pin_project! {
     ///
     /// As [`Offload`]: timeout (in any phase), panic (under
     /// [`PanicPolicy::ReturnError`]), saturation, shutdown; errors name the
-    /// adapter and say `call`.
+    /// adapter and say `call`. A [`ThreadBound`] call can also be refused
+    /// because its thread is stuck ([`Error::is_saturated`] with
+    /// [`Error::stuck_threads`]) or because it was made from inside a call
+    /// of the same adapter ([`Error::is_reentrant`]).
     ///
     /// # Cancellation
     ///
     /// Dropping it cancels a queued call and abandons a running one, as
-    /// dropping an [`Offload`] does.
+    /// dropping an [`Offload`] does. Abandoning a running [`ThreadBound`]
+    /// call retires its thread (see there).
     ///
     /// # Panics
     ///
@@ -64,8 +84,25 @@ pin_project_lite::pin_project! {
         R: 'static,
     {
         #[pin]
-        offload: Offload<R>,
+        offload: Offload<Ran<R>>,
         panic_policy: PanicPolicy,
+        // A thread-bound call's link to its thread, to retire it if the
+        // call is abandoned while it runs.
+        bound: Option<BoundCall>,
+    }
+
+    impl<R> PinnedDrop for AdapterCall<R>
+    where
+        R: Send,
+        R: 'static,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            // Before the `Offload` is dropped (and abandons the call): a
+            // call given up on while it runs leaves its thread stuck.
+            if let Some(bound) = this.project().bound.take() {
+                bound.retire_if_running();
+            }
+        }
     }
 }
 
@@ -75,13 +112,42 @@ impl<R: Send + 'static> Future for AdapterCall<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.offload.poll(cx));
-        Poll::Ready(result.map_err(|error| {
-            if error.is_panic() && *this.panic_policy == PanicPolicy::Resume {
-                let message = error.panic_message().unwrap_or("Box<dyn Any>").to_owned();
-                std::panic::resume_unwind(Box::new(message));
+        // Resolved: nothing is left to abandon.
+        let bound = this.bound.take();
+        Poll::Ready(match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(refusal)) => {
+                let bound = bound.expect("only thread-bound calls are refused on their thread");
+                Err(match refusal {
+                    Refusal::Reentrant => bound.core.reentrant(bound.location, bound.started),
+                    Refusal::Stuck => {
+                        bound
+                            .core
+                            .stuck(bound.location, bound.started, Phase::Queued)
+                    }
+                })
             }
-            error.with_operation("call")
-        }))
+            Err(error) => {
+                if let Some(bound) = &bound {
+                    if error.is_timeout() && error.phase() == Some(Phase::Running) {
+                        bound.retire_if_running();
+                    } else if error.is_shutdown() && bound.life.is_stuck() {
+                        // Cancelled from the queue of a thread that got
+                        // stuck: say so, rather than "shut down".
+                        return Poll::Ready(Err(bound.core.stuck(
+                            bound.location,
+                            bound.started,
+                            error.phase().unwrap_or(Phase::Queued),
+                        )));
+                    }
+                }
+                if error.is_panic() && *this.panic_policy == PanicPolicy::Resume {
+                    let message = error.panic_message().unwrap_or("Box<dyn Any>").to_owned();
+                    std::panic::resume_unwind(Box::new(message));
+                }
+                Err(error.with_operation("call"))
+            }
+        })
     }
 }
 
@@ -90,6 +156,7 @@ impl<R: Send + 'static> fmt::Debug for AdapterCall<R> {
         f.debug_struct("AdapterCall")
             .field("offload", &self.offload)
             .field("panic_policy", &self.panic_policy)
+            .field("thread_bound", &self.bound.is_some())
             .finish()
     }
 }
@@ -98,6 +165,7 @@ fn refused<R: Send + 'static>(error: Error) -> AdapterCall<R> {
     AdapterCall {
         offload: Offload::failed(error),
         panic_policy: PanicPolicy::ReturnError,
+        bound: None,
     }
 }
 
@@ -290,12 +358,13 @@ impl<T: Send + Sync + 'static> ForAsync<T> {
         AdapterCall {
             offload: Offload::start(
                 self.pool.inner(),
-                Box::new(move || f(&resource)),
+                Box::new(move || Ok(f(&resource))),
                 deadline,
                 self.pool.inner().config.reject_when_full,
                 Location::caller(),
             ),
             panic_policy: self.settings.panic_policy,
+            bound: None,
         }
     }
 
@@ -321,14 +390,209 @@ impl<T> fmt::Debug for ForAsync<T> {
     }
 }
 
+/// The queue of a [`ThreadBound`] thread: calls waiting behind the running one.
+const BOUND_QUEUE: usize = 1024;
+
+/// How many threads stuck in abandoned calls a [`ThreadBound`] keeps while a
+/// fresh one serves, unless set.
+const DEFAULT_BOUND_ABANDONED: usize = 1;
+
 thread_local! {
-    /// The resources of the `ThreadBound` adapters whose thread this is, by
-    /// adapter id. Dropped with the thread, so each resource is dropped on
-    /// the thread that made it.
-    static BOUND: RefCell<HashMap<u64, Box<dyn Any>>> = RefCell::new(HashMap::new());
+    /// The resources of the `ThreadBound` threads this thread is, by
+    /// generation id (each generation has its own thread, so there is one
+    /// entry at most; the map keeps that from being an assumption). Each
+    /// resource sits in its own `RefCell`, empty while the factory runs, so
+    /// a call that reaches it again from inside a call finds it borrowed.
+    static BOUND: RefCell<Resources> = RefCell::new(Resources(HashMap::new()));
+    /// The adapters whose call (or factory, or resource drop) this thread is
+    /// running, innermost last.
+    static IN_CALL: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+type Resource = Rc<RefCell<Option<Box<dyn Any>>>>;
+
+/// The thread's resources. They are dropped explicitly, on their thread,
+/// before it ends (see [`ThreadBound`]); this `Drop` is the last resort for
+/// a thread that ends some other way, and keeps a resource's panicking
+/// `Drop` from aborting the process during thread teardown.
+struct Resources(HashMap<u64, Resource>);
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        for (_, resource) in self.0.drain() {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(resource)));
+        }
+    }
 }
 
 static NEXT_BOUND_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Marks this thread as inside a call of an adapter until dropped (also
+/// when the call unwinds).
+struct InCall;
+
+impl InCall {
+    fn enter(adapter: u64) -> Self {
+        IN_CALL.with(|c| c.borrow_mut().push(adapter));
+        InCall
+    }
+}
+
+impl Drop for InCall {
+    fn drop(&mut self) {
+        let _ = IN_CALL.try_with(|c| c.borrow_mut().pop());
+    }
+}
+
+fn in_call_of(adapter: u64) -> bool {
+    IN_CALL
+        .try_with(|c| c.borrow().contains(&adapter))
+        .unwrap_or(false)
+}
+
+/// Takes generation `life`'s resource off this thread and drops it here,
+/// marked as inside a call of `adapter` so its `Drop` cannot call it again.
+fn drop_resource(adapter: u64, life: u64) {
+    let resource = BOUND
+        .try_with(|b| b.borrow_mut().0.remove(&life))
+        .ok()
+        .flatten();
+    if let Some(resource) = resource {
+        let _in_call = InCall::enter(adapter);
+        // Nobody waits for this value any more: a panic in its `Drop` has
+        // nowhere to go, and must not take the thread's bookkeeping with it.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(resource))) {
+            crate::pool::task::drop_quietly(payload);
+        }
+    }
+}
+
+/// The per-thread life of a [`ThreadBound`]: one thread (a one-thread pool)
+/// and the resource its factory made there.
+struct Generation {
+    id: u64,
+    /// The pool, for shutting it down from an abandoned call's future.
+    pool: Arc<Inner>,
+    /// Set once a call was abandoned while running here; guarded so that a
+    /// call's start, its end and its abandonment are ordered.
+    stuck: Mutex<bool>,
+}
+
+impl Generation {
+    fn is_stuck(&self) -> bool {
+        *lock_std(&self.stuck)
+    }
+}
+
+/// A call's progress on its thread, for telling "abandoned while running"
+/// (the thread is stuck) from "abandoned after it returned" (it is not).
+const CALL_WAITING: u8 = 0;
+const CALL_RUNNING: u8 = 1;
+const CALL_FINISHED: u8 = 2;
+
+/// The generation serving new calls.
+struct Serving {
+    life: Arc<Generation>,
+    pool: BlockingPool,
+    /// One admission permit held back, so the job that drops the resource
+    /// at the adapter's drop always finds room, even behind a full queue.
+    reserve: OwnedSemaphorePermit,
+}
+
+/// What a [`ThreadBound`] shares with its calls' futures.
+struct BoundCore {
+    id: u64,
+    name: Arc<str>,
+    state: Mutex<BoundState>,
+}
+
+struct BoundState {
+    serving: Option<Serving>,
+    /// The pool of the latest generation, for metrics and for counting
+    /// refusals while no generation serves.
+    latest: BlockingPool,
+    /// Generations retired as stuck whose call has not returned yet.
+    stuck: usize,
+    /// The adapter was dropped.
+    closed: bool,
+}
+
+impl BoundCore {
+    fn stuck_threads(&self) -> usize {
+        lock_std(&self.state).stuck
+    }
+
+    fn stuck(&self, location: &'static Location<'static>, started: Instant, phase: Phase) -> Error {
+        Error::new(
+            ErrorKind::Saturated,
+            self.name.clone(),
+            location,
+            started.elapsed(),
+        )
+        .with_operation("call")
+        .with_phase(phase)
+        .with_stuck_threads(self.stuck_threads().max(1))
+    }
+
+    fn reentrant(&self, location: &'static Location<'static>, started: Instant) -> Error {
+        Error::new(
+            ErrorKind::Reentrant,
+            self.name.clone(),
+            location,
+            started.elapsed(),
+        )
+        .with_operation("call")
+    }
+
+    /// Retires `life`, whose thread is stuck in an abandoned call: later
+    /// calls go to a fresh generation (or are refused), and the calls
+    /// queued behind the stuck one are cancelled now.
+    fn retire_stuck(&self, life: &Generation) {
+        let serving = {
+            let mut state = lock_std(&self.state);
+            state.stuck += 1;
+            match &state.serving {
+                Some(s) if s.life.id == life.id => state.serving.take(),
+                _ => None,
+            }
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(adapter = %self.name, "colorseam thread-bound adapter's thread is stuck in an abandoned call; retiring it");
+        // Cancelling the queue wakes its callers (user code): no lock held.
+        let _cancelled = life.pool.begin_shutdown(QueuedWork::Cancel);
+        drop(serving);
+    }
+
+    /// The stuck call of a retired generation returned.
+    fn stuck_returned(&self) {
+        let mut state = lock_std(&self.state);
+        state.stuck = state.stuck.saturating_sub(1);
+    }
+}
+
+/// A thread-bound call's future's link to its generation.
+struct BoundCall {
+    core: Arc<BoundCore>,
+    life: Arc<Generation>,
+    progress: Arc<AtomicU8>,
+    location: &'static Location<'static>,
+    started: Instant,
+}
+
+impl BoundCall {
+    /// Retires the generation if this call is running on it: called when
+    /// its caller gives up (deadline or drop).
+    fn retire_if_running(&self) {
+        {
+            let mut stuck = lock_std(&self.life.stuck);
+            if *stuck || self.progress.load(Ordering::Acquire) != CALL_RUNNING {
+                return;
+            }
+            *stuck = true;
+        }
+        self.core.retire_stuck(&self.life);
+    }
+}
 
 /// A sync resource that lives on one dedicated OS thread, served to async
 /// callers in submission order.
@@ -340,11 +604,45 @@ static NEXT_BOUND_ID: AtomicU64 = AtomicU64::new(1);
 /// made, with `&mut` access. Deadlines work as everywhere in colorseam: the
 /// caller is released at its deadline whatever the resource does.
 ///
-/// The thread is a one-thread pool that never replaces itself. When a call
-/// hangs and its caller gives up, the thread is stuck; instead of letting
-/// later calls queue behind it until their deadlines, they fail at once with
-/// a saturation error that says the thread is stuck
-/// ([`Error::stuck_threads`] is 1), until the stuck call returns.
+/// # When a call hangs
+///
+/// When a caller gives up on a running call (its deadline passes, or its
+/// future is dropped), the thread is *stuck*, and retired:
+///
+/// - calls already queued behind the stuck one fail at once with a
+///   saturation error that says a thread is stuck
+///   ([`Error::stuck_threads`]), and never run;
+/// - new calls go to a fresh thread, on which the factory makes a fresh
+///   resource, as long as no more than
+///   [`with_max_abandoned`](Self::with_max_abandoned) threads (1 by default)
+///   are stuck; past that they fail at once the same way, until a stuck call
+///   returns;
+/// - the stuck thread finishes its call, drops *its* resource there (it is
+///   never used again: a call that was abandoned half-way may have left it
+///   in any state), and ends.
+///
+/// So the adapter holds at most `1 + max_abandoned` OS threads.
+///
+/// # Re-entrancy
+///
+/// A call made from inside a call of the same adapter (in the closure, in
+/// the factory, in a waker or a `Drop` they run, also while unwinding)
+/// would have to wait for the call that made it. It is refused at once
+/// with [`Error::is_reentrant`], as is a call made elsewhere and awaited
+/// from inside one.
+///
+/// # Drop
+///
+/// Dropping the adapter lets the calls already made run, then drops the
+/// resource on its thread, as a job of its own: thread-locals are all still
+/// there, so a `Drop` that calls [`block_on`](crate::block_on) (to flush, to
+/// say goodbye to a server) works. The thread then ends.
+///
+/// # Caveats
+///
+/// A thread stuck in a call that never returns is never reclaimed (nothing
+/// can stop a thread from outside); the adapter goes on without it, within
+/// its budget. Its resource is then never dropped.
 ///
 /// # Examples
 ///
@@ -363,15 +661,44 @@ static NEXT_BOUND_ID: AtomicU64 = AtomicU64::new(1);
 /// # }
 /// ```
 pub struct ThreadBound<T> {
-    id: u64,
+    core: Arc<BoundCore>,
     factory: Arc<dyn Fn() -> T + Send + Sync>,
-    pool: BlockingPool,
     settings: Settings,
+    max_abandoned: usize,
+}
+
+/// A fresh generation: a one-thread pool that never replaces its thread
+/// (the adapter does), started on first use.
+fn generation(name: &str) -> Result<Serving, ConfigError> {
+    let pool = BlockingPool::builder()
+        .name(name)
+        .max_threads(1)
+        .min_threads(1)
+        .max_abandoned(0)
+        // One more than calls may use: the reserve.
+        .queue_capacity(BOUND_QUEUE + 1)
+        .build()?;
+    let reserve = pool
+        .inner()
+        .admission
+        .clone()
+        .try_acquire_owned()
+        .expect("a fresh pool has every admission permit free");
+    Ok(Serving {
+        life: Arc::new(Generation {
+            id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
+            pool: pool.inner().clone(),
+            stuck: Mutex::new(false),
+        }),
+        pool,
+        reserve,
+    })
 }
 
 impl<T: 'static> ThreadBound<T> {
     /// A thread-bound adapter whose resource `factory` makes on its thread
-    /// at the first call (and again after a call in which it panicked).
+    /// at the first call (and again after a call in which it panicked, and
+    /// on each fresh thread after a hang).
     ///
     /// # Errors
     ///
@@ -380,34 +707,27 @@ impl<T: 'static> ThreadBound<T> {
         name: impl Into<String>,
         factory: impl Fn() -> T + Send + Sync + 'static,
     ) -> Result<Self, ConfigError> {
-        Self::with_settings(
-            Settings {
-                name: name.into(),
+        let name: String = name.into();
+        let serving = generation(&name)?;
+        let latest = serving.pool.clone();
+        Ok(ThreadBound {
+            core: Arc::new(BoundCore {
+                id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
+                name: Arc::from(name.as_str()),
+                state: Mutex::new(BoundState {
+                    serving: Some(serving),
+                    latest,
+                    stuck: 0,
+                    closed: false,
+                }),
+            }),
+            factory: Arc::new(factory),
+            settings: Settings {
+                name,
                 timeout: DEFAULT_TIMEOUT,
                 panic_policy: PanicPolicy::ReturnError,
             },
-            factory,
-            1024,
-        )
-    }
-
-    fn with_settings(
-        settings: Settings,
-        factory: impl Fn() -> T + Send + Sync + 'static,
-        queue_capacity: usize,
-    ) -> Result<Self, ConfigError> {
-        let pool = BlockingPool::builder()
-            .name(settings.name.clone())
-            .max_threads(1)
-            .min_threads(1)
-            .max_abandoned(0)
-            .queue_capacity(queue_capacity)
-            .build()?;
-        Ok(ThreadBound {
-            id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
-            factory: Arc::new(factory),
-            pool,
-            settings,
+            max_abandoned: DEFAULT_BOUND_ABANDONED,
         })
     }
 
@@ -425,13 +745,23 @@ impl<T: 'static> ThreadBound<T> {
         self
     }
 
+    /// How many threads stuck in abandoned calls the adapter keeps while a
+    /// fresh thread (with a fresh resource) serves (default 1, at most
+    /// 10,000). With 0, calls fail fast from the first hang until the stuck
+    /// call returns. The adapter holds at most `1 + n` OS threads.
+    pub fn with_max_abandoned(mut self, n: usize) -> Self {
+        self.max_abandoned = n.min(10_000);
+        self
+    }
+
     /// Runs `f(&mut resource)` on the adapter's thread, after every call made
     /// before it, within the adapter's deadline.
     ///
     /// # Errors, Cancellation, Panics
     ///
     /// See [`AdapterCall`]; plus a saturation error at once while the
-    /// thread is stuck in an abandoned call.
+    /// thread is stuck in an abandoned call and no fresh one may start, and
+    /// [`Error::is_reentrant`] from inside a call of this adapter.
     #[track_caller]
     pub fn call<F, R>(&self, f: F) -> AdapterCall<R>
     where
@@ -451,6 +781,40 @@ impl<T: 'static> ThreadBound<T> {
         self.call_deadline(f, Instant::now().checked_add(timeout))
     }
 
+    /// The generation that takes a new call, starting a fresh one if the
+    /// last got stuck and the budget allows; else the refusal.
+    fn serving(
+        &self,
+        location: &'static Location<'static>,
+        started: Instant,
+    ) -> Result<Arc<Generation>, Error> {
+        let core = &self.core;
+        let mut state = lock_std(&core.state);
+        if state.serving.is_none() && !state.closed && state.stuck <= self.max_abandoned {
+            let serving = generation(&core.name)
+                .expect("a name that built the adapter's first pool builds the next");
+            state.latest = serving.pool.clone();
+            state.serving = Some(serving);
+        }
+        if let Some(serving) = &state.serving {
+            return Ok(serving.life.clone());
+        }
+        let (stuck, latest) = (state.stuck, state.latest.clone());
+        drop(state);
+        latest.inner().count_rejected();
+        #[cfg(feature = "tracing")]
+        tracing::warn!(adapter = %core.name, stuck, "colorseam thread-bound adapter is stuck in abandoned calls; refusing");
+        Err(Error::new(
+            ErrorKind::Saturated,
+            core.name.clone(),
+            location,
+            started.elapsed(),
+        )
+        .with_operation("call")
+        .with_phase(Phase::WaitingForRoom)
+        .with_stuck_threads(stuck.max(1)))
+    }
+
     #[track_caller]
     fn call_deadline<F, R>(&self, f: F, deadline: Option<Instant>) -> AdapterCall<R>
     where
@@ -458,42 +822,57 @@ impl<T: 'static> ThreadBound<T> {
         R: Send + 'static,
     {
         let location = Location::caller();
-        let inner = self.pool.inner();
-        let stuck = inner.stuck_threads();
-        if stuck > 0 {
-            let error = Error::new(
-                ErrorKind::Saturated,
-                inner.name().clone(),
-                location,
-                Duration::ZERO,
-            )
-            .with_operation("call")
-            .with_phase(Phase::WaitingForRoom)
-            .with_stuck_threads(stuck);
-            inner.count_rejected();
-            #[cfg(feature = "tracing")]
-            tracing::warn!(adapter = %self.settings.name, "colorseam thread-bound adapter is stuck in an abandoned call; refusing");
-            return refused(error);
+        let started = Instant::now();
+        let core = &self.core;
+        if in_call_of(core.id) {
+            return refused(core.reentrant(location, started));
         }
-        let (id, factory) = (self.id, self.factory.clone());
+        let life = match self.serving(location, started) {
+            Ok(life) => life,
+            Err(error) => return refused(error),
+        };
+        let progress = Arc::new(AtomicU8::new(CALL_WAITING));
+        let job = {
+            let (core, life, progress) = (core.clone(), life.clone(), progress.clone());
+            let factory = self.factory.clone();
+            move || -> Ran<R> {
+                {
+                    let stuck = lock_std(&life.stuck);
+                    if *stuck {
+                        return Err(Refusal::Stuck);
+                    }
+                    progress.store(CALL_RUNNING, Ordering::Release);
+                }
+                let in_call = InCall::enter(core.id);
+                let ran = catch_unwind(AssertUnwindSafe(|| with_resource(life.id, &*factory, f)));
+                let stuck = {
+                    let stuck = lock_std(&life.stuck);
+                    progress.store(CALL_FINISHED, Ordering::Release);
+                    *stuck
+                };
+                drop(in_call);
+                if stuck {
+                    // Abandoned while it ran: the resource is retired with
+                    // its thread, and dropped here while the thread is whole.
+                    drop_resource(core.id, life.id);
+                    core.stuck_returned();
+                }
+                match ran {
+                    Ok(ran) => ran,
+                    Err(payload) => resume_unwind(payload),
+                }
+            }
+        };
         AdapterCall {
-            offload: Offload::start(
-                inner,
-                Box::new(move || {
-                    BOUND.with(|bound| {
-                        let mut bound = bound.borrow_mut();
-                        let slot = bound.entry(id).or_insert_with(|| Box::new(factory()));
-                        let resource = slot
-                            .downcast_mut::<T>()
-                            .expect("a bound slot holds the type its adapter made");
-                        f(resource)
-                    })
-                }),
-                deadline,
-                true,
-                location,
-            ),
+            offload: Offload::start(&life.pool, Box::new(job), deadline, true, location),
             panic_policy: self.settings.panic_policy,
+            bound: Some(BoundCall {
+                core: core.clone(),
+                life,
+                progress,
+                location,
+                started,
+            }),
         }
     }
 
@@ -502,9 +881,62 @@ impl<T: 'static> ThreadBound<T> {
         &self.settings.name
     }
 
-    /// The adapter's one-thread pool, for its metrics.
-    pub fn pool(&self) -> &BlockingPool {
-        &self.pool
+    /// A snapshot of the metrics of the adapter's current thread (its
+    /// one-thread pool; a fresh thread after a hang starts from zero).
+    pub fn metrics(&self) -> PoolMetrics {
+        let latest = lock_std(&self.core.state).latest.clone();
+        latest.metrics()
+    }
+}
+
+/// Runs `f` on this thread's resource of generation `life`, made by
+/// `factory` if there is none yet.
+fn with_resource<T: 'static, R>(
+    life: u64,
+    factory: &dyn Fn() -> T,
+    f: impl FnOnce(&mut T) -> R,
+) -> Ran<R> {
+    let slot = BOUND.with(|b| b.borrow_mut().0.entry(life).or_default().clone());
+    // Borrowed for the whole call (and the factory): a call that reaches
+    // here again from inside it finds it borrowed.
+    let Ok(mut slot) = slot.try_borrow_mut() else {
+        return Err(Refusal::Reentrant);
+    };
+    let resource = match &mut *slot {
+        Some(resource) => resource,
+        // A factory that panics leaves the slot empty: the next call tries
+        // again.
+        empty @ None => empty.insert(Box::new(factory())),
+    };
+    let resource = resource
+        .downcast_mut::<T>()
+        .expect("a generation's slot holds the type its adapter made");
+    Ok(f(resource))
+}
+
+impl<T> Drop for ThreadBound<T> {
+    fn drop(&mut self) {
+        let serving = {
+            let mut state = lock_std(&self.core.state);
+            state.closed = true;
+            state.serving.take()
+        };
+        let Some(serving) = serving else {
+            return; // retired as stuck: its stuck call drops the resource
+        };
+        let Serving {
+            life,
+            pool,
+            reserve,
+        } = serving;
+        // No call can be made any more, so the permit freed here is the
+        // one the drop job takes: behind the calls already queued, it drops
+        // the resource on its thread, with every thread-local still there.
+        drop(reserve);
+        let (adapter, id) = (self.core.id, life.id);
+        let _refused_only_if_stuck_meanwhile = pool.detach(move || drop_resource(adapter, id));
+        // Run what is queued, then let the thread go.
+        let _none_cancelled = pool.inner().begin_shutdown(QueuedWork::Run);
     }
 }
 
