@@ -396,41 +396,62 @@ fn drive<F: Future>(
 /// pool worker, a runtime worker) then costs once rather than twice.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(40);
 
-static BRIDGE: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-
-/// The bridge runtime's handle, started on first use.
+/// The bridge's two runtimes, each started on first use and never dropped
+/// (they cannot be dropped on an async worker, and cannot hold up process
+/// exit: their threads are simply not joined).
 ///
-/// Two worker threads named `colorseam-bridge` drive its IO and timers, so a
-/// future polled on any thread with this handle entered gets a reactor. It
-/// lives in a static and is never dropped: it cannot be dropped on an async
-/// worker, and it cannot hold up process exit (its threads are simply not
-/// joined). Two workers so that one future that blocks its thread does not
-/// stop every other caller's IO.
-pub(crate) fn bridge_handle() -> Result<Handle, String> {
-    bridge().cloned()
+/// They are two so that one misbehaving caller cannot stall every other
+/// caller's timers and IO. A tokio runtime drives its timers and IO from
+/// whichever worker is parked, so workers blocked by a future stop the
+/// reactor for everyone registered with it. Futures colorseam *spawns*
+/// (`block_on_timeout`'s, `ForSync`'s) may block their worker; futures a
+/// plain-thread `block_on` *polls on the caller's own thread* cannot block
+/// anyone else's thread, only their timers and IO are shared. So the
+/// latter get a runtime of their own that colorseam spawns nothing on.
+static BRIDGE_SPAWN: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+static BRIDGE_IO: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+fn start_bridge(
+    cell: &'static OnceLock<Result<tokio::runtime::Runtime, String>>,
+    name: &str,
+) -> Result<&'static Handle, String> {
+    cell.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map(tokio::runtime::Runtime::handle)
+    .map_err(Clone::clone)
 }
 
-/// The bridge runtime's handle, borrowed: entering it needs no clone.
+/// The runtime colorseam spawns futures on when the caller has none to
+/// lend: `block_on_timeout`'s (which must run off the caller's thread to
+/// honour its deadline), `ForSync`'s, and a pool thread's without a
+/// multi-thread caller. Two workers named `colorseam-bridge`; a spawned
+/// future that blocks one holds it until it yields.
+pub(crate) fn bridge_handle() -> Result<Handle, String> {
+    start_bridge(&BRIDGE_SPAWN, "colorseam-bridge").cloned()
+}
+
+/// The runtime a plain thread's `block_on` enters while it polls its
+/// future on its own thread: it lends the future a reactor (IO, timers)
+/// driven by two workers named `colorseam-bridge-io` that colorseam never
+/// spawns on, so futures blocking the spawn runtime's workers cannot stall
+/// these timers. Tasks the future itself spawns run here.
 fn bridge() -> Result<&'static Handle, String> {
-    BRIDGE
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("colorseam-bridge")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map(tokio::runtime::Runtime::handle)
-        .map_err(Clone::clone)
+    start_bridge(&BRIDGE_IO, "colorseam-bridge-io")
 }
 
 fn is_bridge(handle: &Handle) -> bool {
-    BRIDGE
-        .get()
-        .and_then(|rt| rt.as_ref().ok())
-        .is_some_and(|rt| rt.handle().id() == handle.id())
+    [&BRIDGE_SPAWN, &BRIDGE_IO].into_iter().any(|cell| {
+        cell.get()
+            .and_then(|rt| rt.as_ref().ok())
+            .is_some_and(|rt| rt.handle().id() == handle.id())
+    })
 }
 
 /// Makes the panic hook skip panics this thread raises on purpose while it
@@ -766,7 +787,8 @@ pub(crate) enum Runtime {
 /// | caller | what happens |
 /// | --- | --- |
 /// | plain thread | the future is polled on this thread with colorseam's bridge runtime entered, so tokio IO and timers work; the future need not be `Send` |
-/// | `spawn_blocking` thread (or `Handle::enter`) | polled here, against the current runtime |
+/// | `spawn_blocking` thread (or `Handle::enter`) of a multi-thread runtime | polled here, against that runtime |
+/// | `spawn_blocking` thread (or `Handle::enter`) of a current-thread runtime | polled here, against the bridge, as on a plain thread: that runtime drives its IO and timers only while its own thread is in `block_on`, which this thread cannot know |
 /// | colorseam pool thread | polled here against the runtime of the async caller that submitted the job (else the bridge); nested offloads to the same pool run on this thread while it waits, so async → sync → async never needs a second slot |
 /// | async task, `block_on` future, `LocalSet` (any flavor) | refused with [`ErrorKind::AsyncContext`]: `.await` instead |
 ///
@@ -775,12 +797,30 @@ pub(crate) enum Runtime {
 /// lives as long as the process, so such tasks outlive the call: a server
 /// started inside one `block_on` keeps serving after it returns.
 ///
+/// The bridge keeps callers apart: a future polled by `block_on` runs on
+/// its caller's thread, so blocking inside it holds up only that caller,
+/// and its IO and timers are driven by bridge workers that colorseam never
+/// spawns work on. Futures that block inside [`block_on_timeout`] (or a
+/// [`ForSync`](crate::adapter::ForSync) call) hold workers of the bridge's
+/// other half, and do not slow these timers.
+///
 /// # Caveats
 ///
 /// A few tokio futures look for a runtime when they are *created*, not when
 /// they are polled (`tokio::time::sleep`, `timeout`, `interval`), and panic
 /// outside one. Create them inside the async block that `block_on` polls:
 /// `block_on(async { sleep(d).await })`, not `block_on(sleep(d))`.
+///
+/// What isolation cannot cover: tasks a plain-thread future spawns with
+/// `tokio::spawn` run on the two workers that drive the bridge's IO and
+/// timers; a spawned task that blocks holds one, and two such tasks stall
+/// the timers and IO of every plain-thread `block_on` until they yield.
+/// Blocking work belongs in [`offload`](crate::offload) or
+/// `spawn_blocking`, not in a spawned task. Likewise the futures that run
+/// *on* the bridge (`block_on_timeout`'s, `ForSync`'s, a pool thread's
+/// without a multi-thread caller) share two workers: two that block stall
+/// the others of their kind, whose callers are still released at their
+/// deadlines.
 ///
 /// # Errors
 ///
@@ -809,9 +849,19 @@ pub(crate) enum Runtime {
 /// assert_eq!(value, "slept");
 ///
 /// // From async code, a typed error instead of a panic or a deadlock.
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// let err = rt.block_on(async { colorseam::block_on(async { 1 }) }).unwrap_err();
 /// assert!(err.is_async_context());
+///
+/// // A current-thread runtime's blocking thread: polled against the bridge.
+/// let polled_against = rt.block_on(async {
+///     tokio::task::spawn_blocking(|| {
+///         colorseam::block_on(async { tokio::runtime::Handle::current().id() })
+///     })
+///     .await
+///     .unwrap()
+/// });
+/// assert_ne!(polled_against.unwrap(), rt.handle().id());
 /// ```
 #[track_caller]
 pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {

@@ -1,0 +1,101 @@
+//! The bridge runtime: one caller's misbehaving future must not stall the
+//! timers and IO of other plain-thread `block_on` callers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Gate;
+
+/// Starts `n` plain threads whose `block_on_timeout` futures block their
+/// runtime thread (sync code called from async code) until `gate` opens,
+/// and returns once every one of them is blocking.
+fn block_bridge_workers(n: usize, gate: &Gate) -> Vec<std::thread::JoinHandle<()>> {
+    let (running_tx, running) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (gate, running_tx) = (gate.clone(), running_tx.clone());
+            std::thread::spawn(move || {
+                let _ = colorseam::block_on_timeout(
+                    async move {
+                        running_tx.send(()).unwrap();
+                        gate.wait(Duration::from_secs(10)); // blocks its worker
+                    },
+                    Duration::from_secs(20),
+                );
+            })
+        })
+        .collect();
+    for _ in 0..n {
+        running
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the blocking futures start");
+    }
+    threads
+}
+
+#[test]
+fn futures_blocking_inside_block_on_timeout_do_not_stall_plain_block_on_timers() {
+    let gate = Gate::new();
+    let blockers = block_bridge_workers(2, &gate);
+    let started = Instant::now();
+    colorseam::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await }).unwrap();
+    let slept = started.elapsed();
+    gate.open();
+    for t in blockers {
+        t.join().unwrap();
+    }
+    assert!(
+        slept < Duration::from_secs(2),
+        "a 1 ms sleep took {slept:?} while two other callers' futures blocked"
+    );
+}
+
+#[test]
+fn futures_blocking_inside_block_on_timeout_do_not_stall_plain_block_on_io() {
+    let gate = Gate::new();
+    let blockers = block_bridge_workers(2, &gate);
+    let started = Instant::now();
+    let echoed = colorseam::block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+        let (mut server, _) = listener.accept().await?;
+        client.write_all(b"ping").await?;
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await?;
+        std::io::Result::Ok(got)
+    })
+    .unwrap();
+    let took = started.elapsed();
+    gate.open();
+    for t in blockers {
+        t.join().unwrap();
+    }
+    assert_eq!(&echoed.unwrap(), b"ping");
+    assert!(took < Duration::from_secs(2), "a local echo took {took:?}");
+}
+
+#[test]
+fn a_blocking_thread_of_a_current_thread_runtime_polls_against_the_bridge_as_documented() {
+    // The rustdoc table of `block_on`: such a thread cannot know whether
+    // that runtime is being driven, so the future runs against the bridge.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outer = rt.handle().id();
+    let inner = rt.block_on(async {
+        tokio::task::spawn_blocking(|| {
+            colorseam::block_on(async { tokio::runtime::Handle::current().id() }).unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert_ne!(inner, outer);
+    // And on a thread that merely entered one nobody drives, timers work.
+    let _entered = rt.enter();
+    let started = Instant::now();
+    colorseam::block_on(async { tokio::time::sleep(Duration::from_millis(5)).await }).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
