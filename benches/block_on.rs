@@ -14,7 +14,14 @@
 //! entered): `colorseam::block_on` (which enters its bridge runtime, so the
 //! future could use tokio IO and timers), `pollster::block_on`, tokio's
 //! `Handle::block_on` on the handle of a 2-worker multi-thread runtime, and
-//! `futures::executor::block_on`. Run with `cargo bench --bench block_on`.
+//! `futures::executor::block_on`.
+//!
+//! - `context`: what `colorseam::context()` costs on every kind of thread
+//!   (plain, multi-thread worker, current-thread driver, `spawn_blocking`,
+//!   colorseam pool thread, inside colorseam's `block_on`). Each figure is
+//!   timed on that thread itself, in a loop of criterion's length.
+//!
+//! Run with `cargo bench --bench block_on`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -79,5 +86,57 @@ fn cross_thread_wake(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ready, cross_thread_wake);
+/// Times `iters` calls of `context()` on the calling thread.
+fn time_context(iters: u64) -> Duration {
+    let started = std::time::Instant::now();
+    for _ in 0..iters {
+        black_box(colorseam::context());
+    }
+    started.elapsed()
+}
+
+fn context(c: &mut Criterion) {
+    let rt = runtime();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let pool = colorseam::BlockingPool::builder()
+        .name("bench-context")
+        .build()
+        .expect("a pool");
+
+    let mut group = c.benchmark_group("context");
+    group.measurement_time(Duration::from_secs(2));
+    group.bench_function("plain_thread", |b| b.iter_custom(time_context));
+    group.bench_function("multi_thread_worker", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async { tokio::spawn(async move { time_context(iters) }).await })
+                .expect("the task ran")
+        })
+    });
+    group.bench_function("current_thread_driver", |b| {
+        b.iter_custom(|iters| current.block_on(async move { time_context(iters) }))
+    });
+    group.bench_function("spawn_blocking", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async { tokio::task::spawn_blocking(move || time_context(iters)).await })
+                .expect("the blocking task ran")
+        })
+    });
+    group.bench_function("pool_thread", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(pool.offload(move || time_context(iters)))
+                .expect("the job ran")
+        })
+    });
+    group.bench_function("inside_block_on", |b| {
+        b.iter_custom(|iters| {
+            colorseam::block_on(async move { time_context(iters) }).expect("block_on")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ready, cross_thread_wake, context);
 criterion_main!(benches);

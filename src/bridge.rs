@@ -46,28 +46,64 @@ impl From<tokio::runtime::RuntimeFlavor> for RuntimeFlavor {
 /// Where the calling code runs, as far as colorseam can tell.
 ///
 /// colorseam knows its own threads exactly (pool threads, the bridge
-/// runtime, code it is driving). For other threads it infers from tokio's
-/// public state: whether a runtime handle is current, and whether that
-/// runtime is already being driven on this thread. It cannot tell a tokio
-/// worker from a `Runtime::block_on` caller (both are async contexts, and
-/// both are reported as [`AsyncWorker`](CallerContext::AsyncWorker)), nor a
-/// `spawn_blocking` thread from a plain thread that entered a runtime with
-/// `Handle::enter` (both are [`BlockingThread`](CallerContext::BlockingThread)),
-/// and it cannot see runtimes other than tokio's.
+/// runtime, futures its `block_on` is polling). For other threads it reads
+/// tokio's public state, never a panic: whether a runtime's scheduler runs
+/// on this thread (`tokio::runtime::worker_index()`), whether a runtime
+/// handle is current, and that runtime's flavor.
+///
+/// | thread | reported as |
+/// | --- | --- |
+/// | no runtime current | [`NoRuntime`](CallerContext::NoRuntime) |
+/// | a multi-thread worker (a task, or a `LocalSet` inside one) | [`AsyncWorker`](CallerContext::AsyncWorker) |
+/// | a current-thread runtime's driver (its `block_on` future, its tasks, a `LocalSet` on it) | [`AsyncWorker`](CallerContext::AsyncWorker) |
+/// | `spawn_blocking`, `Handle::enter` | [`BlockingThread`](CallerContext::BlockingThread) |
+/// | colorseam pool thread, bridge worker, inside colorseam's `block_on` | [`PoolThread`](CallerContext::PoolThread), [`BridgeThread`](CallerContext::BridgeThread), [`InsideBlockOn`](CallerContext::InsideBlockOn) |
+///
+/// # Caveats
+///
+/// tokio tells some threads apart only by panicking, which colorseam does
+/// not do. Where two cases look alike, the answer is the one that never
+/// lets a runtime's scheduler thread block and never refuses a thread that
+/// may block:
+///
+/// - A multi-thread runtime's `Runtime::block_on` future (the body of
+///   `#[tokio::main]`), a `LocalSet` that future drives, and a second
+///   thread waiting in a current-thread runtime's `block_on` look like a
+///   thread that entered the runtime with `Handle::enter`: all are
+///   reported as [`BlockingThread`](CallerContext::BlockingThread). No
+///   runtime worker runs there, so blocking holds up only the futures on
+///   that one thread (the `block_on` future, what it joins, the
+///   `LocalSet`'s tasks), never the runtime's workers, IO or timers. Don't
+///   block there anyway; `.await`.
+/// - A `LocalSet` task on such a thread looks like a `spawn_blocking`
+///   thread, and is reported as a blocking thread for the same reason.
+/// - Code inside a raw `tokio::task::block_in_place` closure looks like the
+///   worker task it came from, and is reported as
+///   [`AsyncWorker`](CallerContext::AsyncWorker): colorseam's `block_on` is
+///   refused there and the guard reports a violation. Use
+///   [`block_on_in_place`] instead, which marks its own drive.
+/// - A thread that entered one runtime's handle while another runtime's
+///   scheduler runs on it is judged by the scheduler's presence and the
+///   entered handle's flavor.
+/// - It cannot see executors other than tokio's: code inside
+///   `futures::executor::block_on` on a plain thread is
+///   [`NoRuntime`](CallerContext::NoRuntime).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallerContext {
     /// No tokio runtime is current: a plain thread. Blocking is fine.
     NoRuntime,
-    /// Inside a tokio runtime that this thread drives: an async task on a
-    /// worker, a `block_on` future, or a `LocalSet`. Blocking here freezes
-    /// the runtime.
+    /// A tokio runtime's scheduler runs on this thread: a task on a
+    /// multi-thread worker, or a current-thread runtime's driver (its
+    /// `block_on` future, its tasks, a `LocalSet` on it). Blocking here
+    /// freezes the runtime.
     AsyncWorker {
         /// The runtime's flavor.
         flavor: RuntimeFlavor,
     },
-    /// A tokio runtime is current but not driven by this thread: a
-    /// `spawn_blocking` thread, or a thread holding `Handle::enter`.
+    /// A tokio runtime is current but no scheduler of it runs on this
+    /// thread: a `spawn_blocking` thread, or a thread holding
+    /// `Handle::enter` (and the look-alikes in the caveats above).
     /// Blocking is fine.
     BlockingThread {
         /// The runtime's flavor.
@@ -75,8 +111,8 @@ pub enum CallerContext {
     },
     /// A colorseam pool thread running a job. Blocking is fine.
     PoolThread {
-        /// The pool's name.
-        pool: String,
+        /// The pool's name (shared with the pool: no allocation per query).
+        pool: Arc<str>,
     },
     /// A worker of colorseam's bridge runtime: an async context.
     BridgeThread,
@@ -102,8 +138,6 @@ thread_local! {
     static DRIVING: Cell<bool> = const { Cell::new(false) };
     /// How many `drive` calls are active on this thread.
     static DRIVE_DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// Set while this thread probes tokio and expects a panic.
-    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
     /// The inbox of the pool thread waiting in `block_on` on this thread.
     static NESTED_INBOX: RefCell<Option<Arc<Inbox>>> = const { RefCell::new(None) };
     /// How long this thread spins in `block_on` before parking.
@@ -454,47 +488,15 @@ fn is_bridge(handle: &Handle) -> bool {
     })
 }
 
-/// Makes the panic hook skip panics this thread raises on purpose while it
-/// probes tokio. Installed once; chains to whatever hook was there.
-fn install_quiet_hook() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET_PANICS.try_with(Cell::get).unwrap_or(false) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Runs `f`, which may panic on purpose, without printing its panic.
-fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
-    install_quiet_hook();
-    let was = QUIET_PANICS.with(|q| q.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(f));
-    QUIET_PANICS.with(|q| q.set(was));
-    result
-}
-
-/// True if this thread is already driving `handle`'s runtime (a worker, a
-/// `block_on` caller or a `LocalSet`). tokio keeps this private; the one
-/// public operation that depends on it, entering the runtime again, panics
-/// exactly then, so colorseam asks it with a ready future.
-///
-/// Where that question cannot be asked safely, it answers yes, so callers
-/// are refused rather than allowed to freeze a runtime: when panics abort
-/// the process (`panic = "abort"`), and while this thread is already
-/// unwinding from a panic.
-fn drives_runtime(handle: &Handle) -> bool {
-    if cfg!(panic = "abort") || std::thread::panicking() {
-        return true;
-    }
-    quietly(|| handle.block_on(std::future::ready(()))).is_err()
-}
-
 /// Where the calling code runs. See [`CallerContext`] for what it can and
-/// cannot know.
+/// cannot know, and which side it errs on.
+///
+/// It raises no panic and installs no panic hook: it reads colorseam's own
+/// thread-local markers (a future its `block_on` polls, a pool thread's
+/// job) and tokio's public answers (`runtime::worker_index()`,
+/// `Handle::try_current()`, the runtime flavor). It costs a few
+/// thread-local reads, a handle clone where a runtime is current, and a
+/// reference count on a pool thread (the pool's name); no allocation.
 ///
 /// # Examples
 ///
@@ -512,28 +514,34 @@ pub fn context() -> CallerContext {
     if DRIVING.try_with(Cell::get).unwrap_or(false) {
         return CallerContext::InsideBlockOn;
     }
-    let handle = Handle::try_current().ok();
-    // Checked before "pool thread": a job may itself drive a runtime
-    // (`rt.block_on` inside the closure), and blocking there freezes it.
-    if let Some(handle) = &handle {
-        if drives_runtime(handle) {
-            return if is_bridge(handle) {
-                CallerContext::BridgeThread
-            } else {
-                CallerContext::AsyncWorker {
-                    flavor: handle.runtime_flavor().into(),
-                }
-            };
-        }
-    }
-    if let Some(job) = crate::job::current() {
-        return CallerContext::PoolThread {
-            pool: job.pool().to_owned(),
+    // A runtime's scheduler runs on this thread: a multi-thread worker, or
+    // the thread that owns a current-thread runtime's driver. Checked before
+    // "pool thread": a job may itself drive a runtime (`rt.block_on` inside
+    // the closure), and blocking there freezes it.
+    if tokio::runtime::worker_index().is_some() {
+        return match Handle::try_current() {
+            Ok(handle) if is_bridge(&handle) => CallerContext::BridgeThread,
+            Ok(handle) => CallerContext::AsyncWorker {
+                flavor: handle.runtime_flavor().into(),
+            },
+            // A scheduler without a current handle: only while this thread's
+            // thread-locals are being torn down. Still a runtime's thread.
+            Err(_) => CallerContext::AsyncWorker {
+                flavor: RuntimeFlavor::Other,
+            },
         };
     }
-    match handle {
-        None => CallerContext::NoRuntime,
-        Some(handle) => CallerContext::BlockingThread {
+    if let Some(pool) = crate::job::current_pool_name() {
+        return CallerContext::PoolThread { pool };
+    }
+    // No scheduler here. tokio says no more without a panic: a
+    // `spawn_blocking` thread, a `Handle::enter` thread, a multi-thread
+    // runtime's `block_on` future and a `LocalSet` that future drives all
+    // look alike. None of them can freeze a runtime's workers, its IO or its
+    // timers, so they are judged blocking threads (see `CallerContext`).
+    match Handle::try_current() {
+        Err(_) => CallerContext::NoRuntime,
+        Ok(handle) => CallerContext::BlockingThread {
             flavor: handle.runtime_flavor().into(),
         },
     }
@@ -655,21 +663,14 @@ impl Call {
             CallerContext::AsyncWorker {
                 flavor: RuntimeFlavor::MultiThread,
             } if on_worker == OnWorker::BlockInPlace => {
-                // `block_in_place` itself refuses inside a `LocalSet`, by
-                // panicking; that panic is the refusal, not the future's.
-                let mut future = Some(future);
-                match quietly(|| {
-                    tokio::task::block_in_place(|| {
-                        // Only the refusal is quiet; the future's own panics
-                        // reach the user's hook as usual.
-                        QUIET_PANICS.with(|q| q.set(false));
-                        let future = future.take().expect("block_in_place runs its closure once");
-                        drive(future, None, None)
-                    })
-                }) {
-                    Ok(result) => result.map_err(|s| self.stopped(s)),
-                    Err(_refused) => Err(self.error(ErrorKind::AsyncContext)),
-                }
+                // `context()` says `AsyncWorker` only where a runtime's
+                // scheduler runs on this thread, and with a multi-thread
+                // handle that is one of its workers, where `block_in_place`
+                // never refuses (its refusal is for a current-thread driver
+                // or a `LocalSet` on a `block_on` thread, which are judged
+                // otherwise before this point).
+                tokio::task::block_in_place(|| drive(future, None, None))
+                    .map_err(|s| self.stopped(s))
             }
             _ => Err(self.error(ErrorKind::AsyncContext)),
         }
@@ -790,7 +791,8 @@ pub(crate) enum Runtime {
 /// | `spawn_blocking` thread (or `Handle::enter`) of a multi-thread runtime | polled here, against that runtime |
 /// | `spawn_blocking` thread (or `Handle::enter`) of a current-thread runtime | polled here, against the bridge, as on a plain thread: that runtime drives its IO and timers only while its own thread is in `block_on`, which this thread cannot know |
 /// | colorseam pool thread | polled here against the runtime of the async caller that submitted the job (else the bridge); nested offloads to the same pool run on this thread while it waits, so async → sync → async never needs a second slot |
-/// | async task, `block_on` future, `LocalSet` (any flavor) | refused with [`ErrorKind::AsyncContext`]: `.await` instead |
+/// | async task on a worker, a current-thread runtime's `block_on` future, a `LocalSet` on either | refused with [`ErrorKind::AsyncContext`]: `.await` instead |
+/// | a multi-thread runtime's `block_on` future (`#[tokio::main]`), a `LocalSet` it drives | polled here, as on a `Handle::enter` thread: tokio gives no way to tell them apart without a panic (see [`CallerContext`]); it holds up that thread's futures, never the runtime's workers |
 ///
 /// Tasks the future spawns with `tokio::spawn` go to the runtime it runs
 /// against (the bridge runtime, from a plain thread). The bridge runtime
@@ -830,10 +832,13 @@ pub(crate) enum Runtime {
 ///
 /// # Panics
 ///
-/// None of its own. To tell an async worker from a blocking thread it asks
-/// tokio a question whose "yes" is a caught panic; colorseam installs a panic
-/// hook, once, that keeps that probe quiet and forwards every other panic to
-/// the hook that was there before.
+/// None of its own, and none to learn where it runs: the calling context
+/// comes from [`context()`], which reads thread-locals and tokio's public
+/// answers, so a panic hook (even one that aborts) never sees colorseam
+/// probe, and a `panic = "abort"` build behaves the same. Where two
+/// contexts look alike, it errs on the side of [`CallerContext`]'s
+/// caveats: a runtime's scheduler thread is always refused; a thread with
+/// no scheduler of a runtime on it is never refused.
 ///
 /// # Examples
 ///
@@ -929,13 +934,26 @@ where
 /// This is the explicit opt-in for code that must block inside a runtime.
 /// Other tasks on this worker move to another worker first; the runtime
 /// loses a worker while the future runs. A current-thread runtime has no
-/// other worker, and a `LocalSet` cannot give its tasks away, so both are
-/// still refused.
+/// other worker, so its driver (its `block_on` future, its tasks, a
+/// `LocalSet` on it) is still refused. Everywhere else it behaves as
+/// [`block_on`].
+///
+/// It asks tokio to block in place only on a multi-thread worker, where
+/// `block_in_place` has no reason to refuse; it never provokes, catches or
+/// hides a panic of tokio's. A `LocalSet` inside a task on a multi-thread
+/// worker blocks in place too: the worker's other tasks move on, the
+/// `LocalSet`'s own tasks wait for the future.
 ///
 /// # Errors
 ///
-/// As [`block_on`]; [`Error::is_async_context`] on a current-thread runtime
-/// or in a `LocalSet`.
+/// As [`block_on`]; [`Error::is_async_context`] on a current-thread
+/// runtime's driver.
+///
+/// # Caveats
+///
+/// On a current-thread runtime's driver thread that has also entered a
+/// multi-thread runtime's handle, tokio's `block_in_place` panics; colorseam
+/// cannot see that from tokio's public state and does not catch it.
 #[track_caller]
 pub fn block_on_in_place<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
     Call::new(None, "block_on").run_here(future.into_future(), OnWorker::BlockInPlace)

@@ -9,10 +9,26 @@
 //!
 //! | caller | guard |
 //! | --- | --- |
-//! | plain thread, `spawn_blocking` thread | silent |
+//! | plain thread, `spawn_blocking` thread, `Handle::enter` thread | silent |
 //! | colorseam pool thread | silent |
 //! | a future colorseam's `block_on` drives on the caller's own thread | silent: the thread is the sync caller's own |
-//! | async task, `Runtime::block_on`, `LocalSet`, bridge runtime worker | violation |
+//! | async task on a worker, a current-thread runtime's `block_on`, a `LocalSet` on either, bridge runtime worker | violation |
+//! | a multi-thread runtime's `block_on` future (`#[tokio::main]`), a `LocalSet` it drives | silent: see below |
+//!
+//! The guard learns where it runs from [`context()`](crate::context), which
+//! raises no panic and installs no hook, so it works the same under
+//! `panic = "abort"` and next to any panic hook. Where tokio's public state
+//! leaves two contexts alike, the guard takes the side that never reports a
+//! thread where blocking is fine (a false violation would panic in debug
+//! builds): a multi-thread runtime's `block_on` future looks like a
+//! `Handle::enter` thread, and a `LocalSet` task on that thread like a
+//! `spawn_blocking` thread, so both are silent; blocking there holds up
+//! only that thread's futures, never the runtime's workers. The one
+//! look-alike that goes the other way is code inside a raw
+//! `tokio::task::block_in_place` closure, which looks like the worker task
+//! it came from and is reported; run it through
+//! [`block_on_in_place`](crate::block_on_in_place) or an offload instead.
+//! [`crate::CallerContext`] lists every case.
 //!
 //! What a violation does is a process-wide [`Policy`]: by default a panic
 //! in debug builds (so tests catch it) and a warning in release builds (a
@@ -91,7 +107,8 @@ pub fn violations() -> u64 {
 
 /// Reports a violation if the caller is async code on a runtime worker,
 /// where blocking would freeze the runtime. Silent anywhere blocking is
-/// fine; see the [module docs](self).
+/// fine; see the [module docs](self) for the cases tokio leaves alike and
+/// which side the guard takes. It raises no panic to find out.
 ///
 /// # Panics
 ///

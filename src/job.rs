@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 pub(crate) trait JobInfo: Send + Sync {
     fn is_cancelled(&self) -> bool;
     fn deadline(&self) -> Option<Instant>;
-    fn pool_name(&self) -> &str;
+    fn pool_name(&self) -> &Arc<str>;
     fn runtime(&self) -> Option<&tokio::runtime::Handle>;
 }
 
@@ -63,6 +63,21 @@ pub(crate) fn enter<R>(job: Arc<dyn JobInfo>, f: impl FnOnce() -> R) -> R {
     let previous = CURRENT.with(|current| current.borrow_mut().replace(job));
     let _reset = Reset(previous);
     f()
+}
+
+/// The name of the pool whose job runs on this thread, read in place: the
+/// job's own reference count is not touched (`context()` asks this on every
+/// call), only the name's.
+pub(crate) fn current_pool_name() -> Option<Arc<str>> {
+    CURRENT
+        .try_with(|current| {
+            current
+                .borrow()
+                .as_ref()
+                .map(|info| info.pool_name().clone())
+        })
+        .ok()
+        .flatten()
 }
 
 /// The context of the job running on this thread, if this thread is running

@@ -95,10 +95,12 @@
 //!   end early.
 //! - A call with a deadline uses tokio's timer, so it must be made inside a
 //!   tokio runtime with timers enabled.
-//! - To tell async workers from blocking threads, [`context()`] asks tokio a
-//!   question whose "yes" is a caught panic. colorseam installs a panic hook,
-//!   once, that silences only that probe and forwards every other panic to
-//!   the hook that was installed before it.
+//! - [`context()`] learns where code runs from tokio's public state and its
+//!   own markers, without raising a panic or installing a panic hook. tokio
+//!   leaves a few threads looking alike (a multi-thread runtime's
+//!   `Runtime::block_on` future and a `Handle::enter` thread; a `LocalSet`
+//!   task there and a `spawn_blocking` thread); [`CallerContext`] says
+//!   which side colorseam takes in each.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

@@ -135,7 +135,7 @@ impl<T: Send + 'static> JobInfo for Job<T> {
     fn deadline(&self) -> Option<Instant> {
         self.site.deadline
     }
-    fn pool_name(&self) -> &str {
+    fn pool_name(&self) -> &Arc<str> {
         &self.pool_name
     }
     fn runtime(&self) -> Option<&tokio::runtime::Handle> {
