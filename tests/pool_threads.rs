@@ -48,3 +48,11 @@ async fn threads_are_named_after_the_pool() {
         .unwrap();
     assert!(name.starts_with("th-name-"), "{name}");
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+#[should_panic(expected = "cannot count threads")]
+fn counting_threads_where_proc_is_unreadable_fails_instead_of_counting_none() {
+    // A count of 0 would make every `<=` bound on it pass unchecked.
+    let _ = common::os_threads_in("/proc/self/no-such-task-list", "th-");
+}

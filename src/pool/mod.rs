@@ -570,12 +570,19 @@ impl Inner {
             builder = builder.stack_size(bytes);
         }
         let spawned = builder.spawn(move || inner.worker_loop(slot));
+        // Events before locking: a subscriber is user code.
+        #[cfg(feature = "tracing")]
+        match &spawned {
+            Ok(_) => {
+                tracing::debug!(pool = %self.config.name, threads = total, "colorseam pool grew")
+            }
+            Err(error) => {
+                tracing::warn!(pool = %self.config.name, %error, "colorseam pool could not start a thread")
+            }
+        }
         let mut shared = lock(&self.shared);
         match spawned {
-            Ok(_detached) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(pool = %self.config.name, threads = total, "colorseam pool grew");
-            }
+            Ok(_detached) => {}
             Err(_os_error) => {
                 shared.active_threads -= 1;
                 shared.free_slots.push(slot);
@@ -583,8 +590,6 @@ impl Inner {
                     // Nothing else raised it meanwhile: undo this start's.
                     shared.peak_threads = previous_peak;
                 }
-                #[cfg(feature = "tracing")]
-                tracing::warn!(pool = %self.config.name, error = %_os_error, "colorseam pool could not start a thread");
                 if shared.active_threads == 0 {
                     // No thread will ever take the queue: fail it now rather
                     // than let its callers wait forever.
@@ -741,9 +746,7 @@ impl Inner {
                 // A job run inline by a thread waiting for it in `block_on`
                 // holds no worker of its own: there is no thread to account
                 // for, only the outcome.
-                if !inline {
-                    self.account_abandoned(&mut shared, &**job);
-                }
+                let budgeted = !inline && self.account_abandoned(&mut shared, &**job);
                 let counter = match why {
                     GiveUp::Timeout => &self.counters.timed_out_running,
                     GiveUp::Dropped => &self.counters.cancelled_running,
@@ -753,11 +756,7 @@ impl Inner {
                     self.notify_if_settled(&shared);
                 }
                 #[cfg(feature = "tracing")]
-                tracing::warn!(
-                    pool = %self.config.name,
-                    abandoned = shared.abandoned_budgeted + shared.abandoned_over,
-                    "colorseam abandoned a running job: {why:?}"
-                );
+                let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
                 // Replace the abandoned thread if queued work needs one;
                 // during a run-queued shutdown too, or that work is stranded.
                 if !inline
@@ -766,21 +765,38 @@ impl Inner {
                     && shared.active_threads < self.config.max_threads
                 {
                     self.spawn_worker(shared);
+                } else {
+                    drop(shared);
                 }
+                // Given back unlocked: tokio wakes a caller waiting for room
+                // inside the release, and its waker is user code.
+                if budgeted {
+                    job.release_permit();
+                }
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    pool = %self.config.name,
+                    abandoned,
+                    "colorseam abandoned a running job: {why:?}"
+                );
                 Ok(Phase::Running)
             }
             Err(other) => Err(other),
         }
     }
 
-    fn account_abandoned(&self, shared: &mut Shared, job: &dyn Task) {
+    /// Counts an abandoned job's thread out of `active` if the budget
+    /// allows. True if it did: the caller then releases the job's permit,
+    /// with the lock released (see `Task::release_permit`).
+    fn account_abandoned(&self, shared: &mut Shared, job: &dyn Task) -> bool {
         if shared.abandoned_budgeted < self.config.max_abandoned {
             shared.abandoned_budgeted += 1;
             shared.active_threads -= 1;
             job.mark_abandon_budgeted();
-            job.release_permit();
+            true
         } else {
             shared.abandoned_over += 1;
+            false
         }
     }
 
@@ -789,12 +805,24 @@ impl Inner {
     fn compact_queue(&self) {
         let mut shared = lock(&self.shared);
         let live = self.queued.load(Ordering::Relaxed);
+        let mut tombstones = Vec::new();
         if shared.queue.len() > 2 * live + 64 {
-            shared.queue.retain(|job| job.status() == Status::Queued);
+            // A tombstone may be its job's last handle, and dropping a job
+            // drops its caller's waker (user code): collected here, dropped
+            // with the lock released.
+            for job in std::mem::take(&mut shared.queue) {
+                if job.status() == Status::Queued {
+                    shared.queue.push_back(job);
+                } else {
+                    tombstones.push(job);
+                }
+            }
         }
         if shared.shutdown {
             self.notify_if_settled(&shared);
         }
+        drop(shared);
+        task::drop_quietly(tombstones);
     }
 
     pub(crate) fn saturated_error<T: Send + 'static>(&self, job: &Job<T>, phase: Phase) -> Error {
@@ -899,19 +927,25 @@ impl Inner {
     pub(crate) fn begin_shutdown(self: &Arc<Self>, queued: QueuedWork) -> usize {
         let cancelled: Vec<Arc<dyn Task>> = {
             let mut shared = lock(&self.shared);
-            if !shared.shutdown {
-                shared.shutdown = true;
-                self.admission.close();
-                #[cfg(feature = "tracing")]
-                tracing::info!(pool = %self.config.name, "colorseam pool shutting down");
-            }
+            #[cfg(feature = "tracing")]
+            let first = !shared.shutdown;
+            shared.shutdown = true;
             let cancelled = match queued {
                 QueuedWork::Cancel => shared.queue.drain(..).collect(),
                 QueuedWork::Run => Vec::new(),
             };
             self.work_available.notify_all();
+            drop(shared);
+            #[cfg(feature = "tracing")]
+            if first {
+                tracing::info!(pool = %self.config.name, "colorseam pool shutting down");
+            }
             cancelled
         };
+        // Closed unlocked: closing wakes every caller waiting for room, and
+        // their wakers are user code. A caller that gets a permit before
+        // this finds `shutdown` set when it submits.
+        self.admission.close();
         // User destructors run here, outside the lock.
         let mut count = 0;
         for job in cancelled {
@@ -944,12 +978,15 @@ impl Inner {
             .iter()
             .filter_map(|w| w.job.clone())
             .collect();
-        let mut abandoned = 0;
+        // Abandoned under the lock (with their accounting), but their
+        // callers are woken and their permits released after it: wakers
+        // are user code.
+        let mut abandoned = Vec::new();
         for job in &running {
             if job.try_abandon_by_pool() {
-                self.account_abandoned(&mut shared, &**job);
+                let budgeted = self.account_abandoned(&mut shared, &**job);
                 self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
-                abandoned += 1;
+                abandoned.push((job.clone(), budgeted));
             }
         }
         // Queued work past the deadline is cancelled, not left to threads
@@ -957,6 +994,13 @@ impl Inner {
         let queued: Vec<Arc<dyn Task>> = shared.queue.drain(..).collect();
         self.notify_if_settled(&shared);
         drop(shared);
+        for (job, budgeted) in &abandoned {
+            if *budgeted {
+                job.release_permit();
+            }
+            job.wake_caller();
+        }
+        let abandoned = abandoned.len();
         drop(running);
         let mut cancelled = 0;
         for job in queued {

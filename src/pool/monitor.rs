@@ -133,7 +133,13 @@ fn run() {
         let mut grew = false;
         let mut done = Vec::new();
         for pool in &pools {
-            match pool.monitor_tick(now) {
+            // A tick runs user code (a stranded caller's waker, an error
+            // sink, destructors), contained where it runs; this is the last
+            // line, so that nothing kills the thread every pool's growth
+            // depends on. A tick that panicked is retried at the next one.
+            let verdict =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.monitor_tick(now)));
+            match verdict.unwrap_or(Verdict::Watch) {
                 Verdict::Grew => grew = true,
                 Verdict::Done => done.push(Arc::as_ptr(pool)),
                 Verdict::Watch => {}

@@ -69,10 +69,17 @@ pub(crate) trait Task: JobInfo {
     /// Ends a queued job on the pool's initiative. True if it was queued.
     fn cancel_by_pool(&self, pool: &Inner, by: EndedBy) -> bool;
     /// Tries to abandon a running job on the pool's initiative (shutdown).
+    /// Does not wake the caller: the pool does, with its lock released.
     fn try_abandon_by_pool(&self) -> bool;
+    /// Wakes the caller, containing a panicking waker.
+    fn wake_caller(&self);
     fn status(&self) -> Status;
     fn was_abandon_budgeted(&self) -> bool;
     fn mark_abandon_budgeted(&self);
+    /// Gives the admission permit back, if the job still holds it. tokio
+    /// wakes a caller waiting for room inside the release, so this is user
+    /// code: never called under a pool lock, and a panicking waker is
+    /// contained.
     fn release_permit(&self);
 }
 
@@ -204,18 +211,20 @@ impl<T: Send + 'static> Task for Job<T> {
         if self.detached {
             pool.report_detached_failure(self.pool_error(by, Phase::Queued));
         }
-        self.waker.wake();
+        self.wake_caller();
         true
     }
 
     fn try_abandon_by_pool(&self) -> bool {
         // Only jobs holding a worker of their own: one running inline is
         // released with the outer job whose thread it shares.
-        let abandoned = self.core.abandon(EndedBy::Shutdown, false).is_ok();
-        if abandoned {
-            self.waker.wake();
-        }
-        abandoned
+        self.core.abandon(EndedBy::Shutdown, false).is_ok()
+    }
+
+    fn wake_caller(&self) {
+        // The pool wakes callers from threads that must go on whatever a
+        // waker does (the monitor, shutdown releasing the other callers).
+        let _ = catch_unwind(AssertUnwindSafe(|| self.waker.wake()));
     }
 
     fn status(&self) -> Status {
@@ -232,7 +241,7 @@ impl<T: Send + 'static> Task for Job<T> {
 
     fn release_permit(&self) {
         let permit = lock(&self.permit).take();
-        drop(permit);
+        drop_quietly(permit);
     }
 }
 

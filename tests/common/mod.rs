@@ -5,12 +5,32 @@ use std::time::{Duration, Instant};
 
 /// OS threads of this process whose name starts with `prefix`, read from
 /// /proc so the figure does not depend on the pool's own bookkeeping.
+///
+/// # Panics
+///
+/// On Linux, if `/proc/self/task` cannot be read: a count of 0 there would
+/// make every `<=` check on it pass without checking anything. Elsewhere
+/// there is no /proc and the count is 0.
 pub fn os_threads_named(prefix: &str) -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+    os_threads_in("/proc/self/task", prefix)
+}
+
+/// [`os_threads_named`], listing the threads in `tasks` (a `/proc/<pid>/task`).
+pub fn os_threads_in(tasks: impl AsRef<std::path::Path>, prefix: &str) -> usize {
+    let tasks = tasks.as_ref();
+    let tasks = match std::fs::read_dir(tasks) {
+        Ok(tasks) => tasks,
+        Err(error) if cfg!(target_os = "linux") => {
+            panic!(
+                "cannot count threads: {} is unreadable ({error})",
+                tasks.display()
+            )
+        }
+        Err(_) => return 0,
     };
     tasks
         .filter_map(|t| t.ok())
+        // A thread that exits between the listing and the read is gone.
         .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
         .filter(|name| name.trim_end().starts_with(prefix))
         .count()
@@ -89,5 +109,88 @@ pub async fn release(gate: &Gate, held: Vec<colorseam::Offload<()>>) {
     gate.open();
     for job in held {
         job.await.unwrap();
+    }
+}
+
+/// A waker that runs user code: `on_wake` every time it is woken, `on_drop`
+/// when its last clone goes. The shape of a waker (or an executor) that
+/// re-enters the crate from a wake-up or a drop.
+pub struct Reentrant {
+    on_wake: Box<dyn Fn() + Send + Sync>,
+    on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
+    pub woken: std::sync::atomic::AtomicUsize,
+}
+
+impl Reentrant {
+    /// A waker that runs `on_wake` on every wake.
+    pub fn waker(on_wake: impl Fn() + Send + Sync + 'static) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Reentrant {
+            on_wake: Box::new(on_wake),
+            on_drop: None,
+            woken: Default::default(),
+        })
+    }
+
+    /// A waker that runs `on_drop` when its last clone is dropped.
+    pub fn dropping(on_drop: impl FnOnce() + Send + Sync + 'static) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Reentrant {
+            on_wake: Box::new(|| {}),
+            on_drop: Some(Box::new(on_drop)),
+            woken: Default::default(),
+        })
+    }
+
+    pub fn woken(&self) -> usize {
+        self.woken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for Reentrant {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (self.on_wake)();
+    }
+}
+
+impl Drop for Reentrant {
+    fn drop(&mut self) {
+        if let Some(on_drop) = self.on_drop.take() {
+            on_drop();
+        }
+    }
+}
+
+/// Polls `future` once with `waker`.
+pub fn poll_once<F: std::future::Future + ?Sized>(
+    future: std::pin::Pin<&mut F>,
+    waker: &std::task::Waker,
+) -> std::task::Poll<F::Output> {
+    future.poll(&mut std::task::Context::from_waker(waker))
+}
+
+/// Runs `f` on a thread of its own and returns its value, failing the test
+/// if it has not returned within `limit`: a deadlock fails in seconds
+/// instead of hanging the suite (the stuck thread is left behind). A panic
+/// in `f` is resumed here.
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("test-within".to_owned())
+        .spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        })
+        .expect("the test can start a thread");
+    match rx.recv_timeout(limit) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("{what} did not return within {limit:?}: deadlocked?"),
     }
 }
