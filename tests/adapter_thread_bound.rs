@@ -349,6 +349,10 @@ async fn after_a_hang_a_bounded_number_of_fresh_threads_come_from_the_factory() 
             .unwrap();
     assert_eq!(made_on, first);
     assert_eq!(dropped_on, first, "dropped on the thread that made it");
+    assert!(
+        eventually_async(LONG, || common::os_threads_named("tb-recover").eq(&1)).await,
+        "the first thread leaves once its call returned"
+    );
     let third = conn
         .call(|r| r.made_on)
         .await
@@ -495,4 +499,25 @@ async fn under_racing_deadlines_every_resource_made_is_dropped_and_threads_stay_
         dropped.load(Ordering::SeqCst)
     );
     assert!(eventually_async(LONG, || common::os_threads_named("tb-race").eq(&0)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_that_calls_its_own_adapter_is_refused_and_the_call_fails_cleanly() {
+    static ADAPTER: std::sync::OnceLock<Arc<ThreadBound<u32>>> = std::sync::OnceLock::new();
+    static SAW_REENTRANT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let conn = ADAPTER.get_or_init(|| {
+        Arc::new(
+            ThreadBound::new("tb-factory-reenter", || {
+                let again = ADAPTER.get().expect("set before the first call");
+                let result = again.call(|n| *n).now_or_never();
+                if matches!(result, Some(Err(ref e)) if e.is_reentrant()) {
+                    SAW_REENTRANT.store(true, Ordering::SeqCst);
+                }
+                41
+            })
+            .unwrap(),
+        )
+    });
+    assert_eq!(conn.call(|n| *n + 1).await.unwrap(), 42);
+    assert!(SAW_REENTRANT.load(Ordering::SeqCst));
 }

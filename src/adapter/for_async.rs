@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::error::{ConfigError, Error, ErrorKind, Phase};
 use crate::metrics::PoolMetrics;
 use crate::offload::Offload;
-use crate::pool::{BlockingPool, Inner, QueuedWork};
+use crate::pool::{BlockingPool, QueuedWork};
 use crate::sync::lock_std;
 
 /// The default deadline of an adapter call.
@@ -471,8 +471,9 @@ fn drop_resource(adapter: u64, life: u64) {
 /// and the resource its factory made there.
 struct Generation {
     id: u64,
-    /// The pool, for shutting it down from an abandoned call's future.
-    pool: Arc<Inner>,
+    /// The pool: shut down from an abandoned call's future, and asked how
+    /// many threads it still has once retired.
+    pool: BlockingPool,
     /// Set once a call was abandoned while running here; guarded so that a
     /// call's start, its end and its abandonment are ordered.
     stuck: Mutex<bool>,
@@ -493,7 +494,6 @@ const CALL_FINISHED: u8 = 2;
 /// The generation serving new calls.
 struct Serving {
     life: Arc<Generation>,
-    pool: BlockingPool,
     /// One admission permit held back, so the job that drops the resource
     /// at the adapter's drop always finds room, even behind a full queue.
     reserve: OwnedSemaphorePermit,
@@ -511,15 +511,26 @@ struct BoundState {
     /// The pool of the latest generation, for metrics and for counting
     /// refusals while no generation serves.
     latest: BlockingPool,
-    /// Generations retired as stuck whose call has not returned yet.
-    stuck: usize,
+    /// Pools of the generations retired as stuck that still have their
+    /// thread, as the pool counts it: the stuck threads.
+    retired: Vec<BlockingPool>,
     /// The adapter was dropped.
     closed: bool,
 }
 
+impl BoundState {
+    /// Threads still held by generations retired as stuck. A retired pool
+    /// counts its thread until the thread has left, so the adapter's bound
+    /// is as exact as the pool's own.
+    fn stuck_threads(&mut self) -> usize {
+        self.retired.retain(|pool| pool.metrics().threads.total > 0);
+        self.retired.len()
+    }
+}
+
 impl BoundCore {
     fn stuck_threads(&self) -> usize {
-        lock_std(&self.state).stuck
+        lock_std(&self.state).stuck_threads()
     }
 
     fn stuck(&self, location: &'static Location<'static>, started: Instant, phase: Phase) -> Error {
@@ -550,7 +561,7 @@ impl BoundCore {
     fn retire_stuck(&self, life: &Generation) {
         let serving = {
             let mut state = lock_std(&self.state);
-            state.stuck += 1;
+            state.retired.push(life.pool.clone());
             match &state.serving {
                 Some(s) if s.life.id == life.id => state.serving.take(),
                 _ => None,
@@ -559,14 +570,8 @@ impl BoundCore {
         #[cfg(feature = "tracing")]
         tracing::warn!(adapter = %self.name, "colorseam thread-bound adapter's thread is stuck in an abandoned call; retiring it");
         // Cancelling the queue wakes its callers (user code): no lock held.
-        let _cancelled = life.pool.begin_shutdown(QueuedWork::Cancel);
+        let _cancelled = life.pool.inner().begin_shutdown(QueuedWork::Cancel);
         drop(serving);
-    }
-
-    /// The stuck call of a retired generation returned.
-    fn stuck_returned(&self) {
-        let mut state = lock_std(&self.state);
-        state.stuck = state.stuck.saturating_sub(1);
     }
 }
 
@@ -621,7 +626,8 @@ impl BoundCall {
 ///   never used again: a call that was abandoned half-way may have left it
 ///   in any state), and ends.
 ///
-/// So the adapter holds at most `1 + max_abandoned` OS threads.
+/// So the adapter holds at most `1 + max_abandoned` threads, counted as its
+/// pools count them: a retired thread counts until its pool lets it go.
 ///
 /// # Re-entrancy
 ///
@@ -643,6 +649,9 @@ impl BoundCall {
 /// A thread stuck in a call that never returns is never reclaimed (nothing
 /// can stop a thread from outside); the adapter goes on without it, within
 /// its budget. Its resource is then never dropped.
+///
+/// Each thread has its own one-thread pool, so [`metrics`](Self::metrics)
+/// describes the thread serving now: a fresh thread starts from zero.
 ///
 /// # Examples
 ///
@@ -687,10 +696,9 @@ fn generation(name: &str) -> Result<Serving, ConfigError> {
     Ok(Serving {
         life: Arc::new(Generation {
             id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
-            pool: pool.inner().clone(),
+            pool,
             stuck: Mutex::new(false),
         }),
-        pool,
         reserve,
     })
 }
@@ -709,7 +717,7 @@ impl<T: 'static> ThreadBound<T> {
     ) -> Result<Self, ConfigError> {
         let name: String = name.into();
         let serving = generation(&name)?;
-        let latest = serving.pool.clone();
+        let latest = serving.life.pool.clone();
         Ok(ThreadBound {
             core: Arc::new(BoundCore {
                 id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
@@ -717,7 +725,7 @@ impl<T: 'static> ThreadBound<T> {
                 state: Mutex::new(BoundState {
                     serving: Some(serving),
                     latest,
-                    stuck: 0,
+                    retired: Vec::new(),
                     closed: false,
                 }),
             }),
@@ -790,16 +798,16 @@ impl<T: 'static> ThreadBound<T> {
     ) -> Result<Arc<Generation>, Error> {
         let core = &self.core;
         let mut state = lock_std(&core.state);
-        if state.serving.is_none() && !state.closed && state.stuck <= self.max_abandoned {
+        if state.serving.is_none() && !state.closed && state.stuck_threads() <= self.max_abandoned {
             let serving = generation(&core.name)
                 .expect("a name that built the adapter's first pool builds the next");
-            state.latest = serving.pool.clone();
+            state.latest = serving.life.pool.clone();
             state.serving = Some(serving);
         }
         if let Some(serving) = &state.serving {
             return Ok(serving.life.clone());
         }
-        let (stuck, latest) = (state.stuck, state.latest.clone());
+        let (stuck, latest) = (state.stuck_threads(), state.latest.clone());
         drop(state);
         latest.inner().count_rejected();
         #[cfg(feature = "tracing")]
@@ -855,7 +863,6 @@ impl<T: 'static> ThreadBound<T> {
                     // Abandoned while it ran: the resource is retired with
                     // its thread, and dropped here while the thread is whole.
                     drop_resource(core.id, life.id);
-                    core.stuck_returned();
                 }
                 match ran {
                     Ok(ran) => ran,
@@ -864,7 +871,7 @@ impl<T: 'static> ThreadBound<T> {
             }
         };
         AdapterCall {
-            offload: Offload::start(&life.pool, Box::new(job), deadline, true, location),
+            offload: Offload::start(life.pool.inner(), Box::new(job), deadline, true, location),
             panic_policy: self.settings.panic_policy,
             bound: Some(BoundCall {
                 core: core.clone(),
@@ -924,11 +931,8 @@ impl<T> Drop for ThreadBound<T> {
         let Some(serving) = serving else {
             return; // retired as stuck: its stuck call drops the resource
         };
-        let Serving {
-            life,
-            pool,
-            reserve,
-        } = serving;
+        let Serving { life, reserve } = serving;
+        let pool = &life.pool;
         // No call can be made any more, so the permit freed here is the
         // one the drop job takes: behind the calls already queued, it drops
         // the resource on its thread, with every thread-local still there.
