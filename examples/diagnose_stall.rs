@@ -354,7 +354,7 @@ async fn collect_until_end(rx: &mut mpsc::UnboundedReceiver<Seen>, seen: &mut Ve
 /// Runs a fresh lag monitor for the length of `during`. A monitor's
 /// figures are cumulative, so each window gets its own.
 async fn measure_lag<T>(handle: &Handle, during: impl Future<Output = T>) -> (T, Latency) {
-    let lag = LagMonitor::start(handle, LAG_TICK);
+    let lag = LagMonitor::start(handle, LAG_TICK).expect("the lag monitor's thread starts");
     let output = during.await;
     (output, lag.snapshot())
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Nanoseconds since the crate's epoch, plus one so that zero means "none".
+#[cfg(test)]
 pub(crate) fn stamp(at: Instant) -> u64 {
     stamp_from(*EPOCH, at)
 }

@@ -46,13 +46,15 @@ fn the_lag_monitor_sees_a_blocked_runtime_and_not_a_healthy_one() {
         .build()
         .unwrap();
     let healthy = rt.block_on(async {
-        let lag = LagMonitor::start(&tokio::runtime::Handle::current(), Duration::from_millis(2));
+        let lag = LagMonitor::start(&tokio::runtime::Handle::current(), Duration::from_millis(2))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         lag.snapshot()
     });
     assert!(healthy.count >= 10, "{healthy:?}");
     let blocked = rt.block_on(async {
-        let lag = LagMonitor::start(&tokio::runtime::Handle::current(), Duration::from_millis(2));
+        let lag = LagMonitor::start(&tokio::runtime::Handle::current(), Duration::from_millis(2))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         std::thread::sleep(Duration::from_millis(300));
         tokio::time::sleep(Duration::from_millis(20)).await;

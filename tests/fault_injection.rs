@@ -117,12 +117,14 @@ fn extreme_values_for_every_setter_are_typed_errors_or_documented_clamps() {
             .await;
         assert_eq!(items.len(), 3);
         let lag =
-            colorseam::detect::LagMonitor::start(&tokio::runtime::Handle::current(), Duration::MAX);
+            colorseam::detect::LagMonitor::start(&tokio::runtime::Handle::current(), Duration::MAX)
+                .unwrap();
         drop(lag);
         let lag = colorseam::detect::LagMonitor::start(
             &tokio::runtime::Handle::current(),
             Duration::ZERO,
-        );
+        )
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         drop(lag);
     });

@@ -21,7 +21,11 @@ const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(10);
 pub(crate) struct ThreadMark {
     pub(crate) thread: ThreadId,
     pub(crate) name: Option<String>,
-    pub(crate) runtime: Option<tokio::runtime::Id>,
+    /// The [`runtime_key`] of the runtime the current (or last) instrumented
+    /// poll ran under; 0 for none. Written per poll, not once per thread: a
+    /// thread may poll under `futures::executor` first and drive a tokio
+    /// runtime later, or drive one runtime after another.
+    pub(crate) runtime: AtomicU64,
     /// When the current instrumented poll began; 0 when not polling one.
     pub(crate) polling_since: AtomicU64,
     /// The task being polled (an id into [`TASKS`]).
@@ -40,7 +44,7 @@ thread_local! {
         let mark = Arc::new(ThreadMark {
             thread: current.id(),
             name: current.name().map(str::to_owned),
-            runtime: tokio::runtime::Handle::try_current().ok().map(|h| h.id()),
+            runtime: AtomicU64::new(0),
             polling_since: AtomicU64::new(0),
             task: AtomicU64::new(0),
             last_since: AtomicU64::new(0),
@@ -56,6 +60,24 @@ thread_local! {
 /// Every live thread's mark.
 pub(crate) fn marks() -> Vec<Arc<ThreadMark>> {
     lock_std(&MARKS).iter().filter_map(Weak::upgrade).collect()
+}
+
+/// A runtime as a non-zero `u64`, so a mark can hold it in an atomic.
+///
+/// tokio's `runtime::Id` exposes no integer, so this is its hash under the
+/// fixed-key `DefaultHasher`, with the low bit set so that 0 means "no
+/// runtime". Two live runtimes would need a 63-bit hash collision to be
+/// confused.
+pub(crate) fn runtime_key(id: tokio::runtime::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish() | 1
+}
+
+/// The key of the runtime this thread is inside, 0 for none.
+fn current_runtime_key() -> u64 {
+    tokio::runtime::Handle::try_current().map_or(0, |h| runtime_key(h.id()))
 }
 
 /// Names and call sites of instrumented tasks, by id.
@@ -132,6 +154,12 @@ pin_project_lite::pin_project! {
         // only `stats` reads them, and `&mut self` versus `&self` already
         // keeps those apart, so no locked instruction is needed per poll.
         counters: Counters,
+        // The tokio task this future was last polled in and that task's
+        // runtime: a task never changes runtime, so while the task id is
+        // the same the runtime is known without asking tokio for a handle
+        // (which clones an `Arc`: two locked instructions per poll).
+        seen_task: Option<tokio::task::Id>,
+        seen_runtime: u64,
     }
 
     impl<F> PinnedDrop for Instrumented<F> {
@@ -172,6 +200,8 @@ pub fn instrument<F: Future>(future: F, name: impl Into<String>) -> Instrumented
         info,
         slow_poll_nanos: nanos(DEFAULT_SLOW_POLL),
         counters: Counters::default(),
+        seen_task: None,
+        seen_runtime: 0,
     }
 }
 
@@ -199,7 +229,14 @@ impl<F: Future> Future for Instrumented<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let polling = Polling::begin(*this.id, stamp_now());
+        let task = tokio::task::try_id();
+        if task.is_none() || task != *this.seen_task {
+            // Outside a tokio task (a runtime's `block_on` future, another
+            // executor) there is nothing to cache on: ask every time.
+            *this.seen_task = task;
+            *this.seen_runtime = current_runtime_key();
+        }
+        let polling = Polling::begin(*this.id, *this.seen_runtime, stamp_now());
         let result = this.future.poll(cx);
         let nanos = polling.end(stamp_now());
         let c = this.counters;
@@ -227,18 +264,21 @@ struct Polling {
     // and the outer one is restored after.
     outer_task: u64,
     outer_since: u64,
+    outer_runtime: u64,
 }
 
 impl Polling {
     #[inline]
-    fn begin(task: u64, since: u64) -> Self {
+    fn begin(task: u64, runtime: u64, since: u64) -> Self {
         MARK.with(|mark| {
             let polling = Polling {
                 since,
                 outer_task: mark.task.load(Ordering::Relaxed),
                 outer_since: mark.polling_since.load(Ordering::Relaxed),
+                outer_runtime: mark.runtime.load(Ordering::Relaxed),
             };
             mark.task.store(task, Ordering::Relaxed);
+            mark.runtime.store(runtime, Ordering::Relaxed);
             mark.polling_since.store(since, Ordering::Release);
             polling
         })
@@ -254,6 +294,7 @@ impl Polling {
             mark.last_since.store(self.since, Ordering::Relaxed);
             mark.last_nanos.store(nanos, Ordering::Relaxed);
             mark.task.store(self.outer_task, Ordering::Relaxed);
+            mark.runtime.store(self.outer_runtime, Ordering::Relaxed);
             mark.polling_since
                 .store(self.outer_since, Ordering::Release);
         });
@@ -270,6 +311,7 @@ impl Drop for Polling {
     fn drop(&mut self) {
         let _ = MARK.try_with(|mark| {
             mark.task.store(self.outer_task, Ordering::Relaxed);
+            mark.runtime.store(self.outer_runtime, Ordering::Relaxed);
             mark.polling_since
                 .store(self.outer_since, Ordering::Release);
         });

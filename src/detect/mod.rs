@@ -13,9 +13,15 @@
 //!   marks and through a heartbeat task, and reports a stall *while it is
 //!   happening*: which worker, for how long so far, and the instrumented
 //!   task being polled there with its call site; then the stall's end and
-//!   total length.
-//! - [`LagMonitor`] measures scheduler lag: how late a periodic tick runs,
-//!   as p50/p99/max, for dashboards and tests.
+//!   total length. One freeze is one stall with one id and one end, however
+//!   it was first seen.
+//! - [`LagMonitor`] measures scheduler lag: how long a woken task waits to
+//!   be polled, as p50/p99/max, for dashboards and tests.
+//!
+//! Neither uses a tokio timer: both wake their task from a thread of their
+//! own. So they work on a runtime built without timers and under a paused
+//! clock (`start_paused`), and measure real time there. (tokio offers no
+//! way to ask whether a runtime has timers short of a panic.)
 //!
 //! Reports go to a callback and, with the `tracing` feature, to `tracing`
 //! events.
@@ -24,13 +30,24 @@
 //!
 //! tokio exposes no stable per-poll hook, so colorseam sees *inside* a
 //! worker only through instrumented futures. A stall in an uninstrumented
-//! task is still reported when it stops the runtime's heartbeat (always on
-//! a current-thread runtime; on a multi-thread runtime, when the heartbeat
-//! cannot be scheduled), but without a task name, and on a multi-thread
-//! runtime whose other workers keep scheduling it may go unseen. Instrument
-//! the tasks you care about. It costs two clock reads per poll and a few
-//! plain stores (no locked instructions): about 55 ns per poll on a 2-core
-//! VM whose clock read takes ~25 ns, so almost all of it is the clock.
+//! task is still reported when it stops the runtime from running the
+//! heartbeat (always on a current-thread runtime; on a multi-thread
+//! runtime, when no worker is free to run it), but without a task name, and
+//! on a multi-thread runtime whose other workers keep scheduling it may go
+//! unseen. Instrument the tasks you care about. It costs two clock reads
+//! per poll, a thread-local read and a few plain stores (no locked
+//! instructions); see `benches/detect.rs`.
+//!
+//! Idle is told from blocked where tokio lets us: a runtime whose workers
+//! are all parked (tokio's park/unpark counts) is idle, and one that was
+//! watched from outside and has not run yet is not stalled. What tokio does
+//! not tell is whether anyone is driving a current-thread runtime: after a
+//! `block_on` call returns, the runtime sits undriven, and to the heartbeat
+//! that looks exactly like a thread blocked inside it. So on a
+//! current-thread runtime driven only now and then, the gaps between
+//! `block_on` calls are reported as uninstrumented stalls. Install the
+//! watchdog inside the `block_on` it should watch and drop it before that
+//! returns (or keep the runtime driven, as `#[tokio::main]` does).
 
 mod instrument;
 mod lag;

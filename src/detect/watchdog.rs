@@ -2,14 +2,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::panic::Location;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use super::instrument::{marks, task_info};
-use crate::stamp::{from_stamp, stamp};
+use futures_util::task::AtomicWaker;
+
+use super::instrument::{marks, runtime_key, task_info};
+use crate::stamp::{from_stamp, stamp_now};
 use crate::sync::lock_std;
 
 /// Whether a reported stall is still going on.
@@ -86,7 +91,14 @@ impl WatchdogBuilder {
     }
 
     /// Where reports go (default: a `tracing` warning with that feature,
-    /// else one line on stderr). A panicking callback is contained.
+    /// else one line on stderr).
+    ///
+    /// The callback runs on the watchdog's thread with no lock of the
+    /// crate held: it may read or drop the [`Watchdog`] itself. A panic in
+    /// it is contained (that report is lost, the next ones are made). A
+    /// slow callback delays the reports after it, not their figures:
+    /// lengths are measured by the watched threads, not by when the
+    /// watchdog gets round to looking.
     pub fn on_report(mut self, report: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
         self.reporter = Some(Arc::new(report));
         self
@@ -95,7 +107,8 @@ impl WatchdogBuilder {
     /// Starts watching the runtime behind `handle`: spawns a heartbeat task
     /// on it and a watchdog thread named `colorseam-watchdog` beside it.
     ///
-    /// The runtime must have timers enabled (the heartbeat sleeps).
+    /// The runtime needs no timers and its clock may be paused: the
+    /// heartbeat is woken by the watchdog thread, not by a tokio timer.
     ///
     /// # Errors
     ///
@@ -105,38 +118,47 @@ impl WatchdogBuilder {
             stop: AtomicBool::new(false),
             reports: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
-            heartbeat: AtomicU64::new(stamp(Instant::now())),
-            heartbeat_thread: std::sync::Mutex::new(None),
+            heartbeat: Heartbeat::default(),
         });
+        // The first request is made before the task exists, so its first
+        // poll answers it: made by the watchdog thread, it could come after
+        // that poll and wait for the runtime's next turn.
+        shared.heartbeat.requested.store(1, Ordering::Release);
+        let asked_at = Instant::now();
+        let heartbeat = handle
+            .spawn(HeartbeatTask {
+                shared: shared.clone(),
+                thread: None,
+            })
+            .abort_handle();
+        // Installed from inside the runtime: it is being driven right now,
+        // so a freeze from here on is a stall even before the heartbeat's
+        // first answer. From outside, wait for that answer (see `Beat`).
+        let driven = tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == handle.id());
         let tick = (self.threshold / 4).max(Duration::from_millis(1));
-        let beat = shared.clone();
-        let heartbeat = handle.spawn(async move {
-            loop {
-                beat.heartbeat
-                    .store(stamp(Instant::now()), Ordering::Release);
-                let current = std::thread::current();
-                *lock_std(&beat.heartbeat_thread) =
-                    Some((current.id(), current.name().map(str::to_owned)));
-                tokio::time::sleep(tick).await;
-            }
-        });
-        let heartbeat_abort = heartbeat.abort_handle();
         let watcher = Watcher {
             shared: shared.clone(),
-            runtime: handle.id(),
+            handle: handle.clone(),
+            runtime: runtime_key(handle.id()),
+            current_thread: handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread,
             threshold: self.threshold,
             tick,
             reporter: self.reporter,
-            heartbeat: heartbeat_abort.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("colorseam-watchdog".into())
-            .spawn(move || watcher.run())?;
-        Ok(Watchdog {
-            shared,
-            thread: thread.thread().clone(),
-            heartbeat: heartbeat_abort,
-        })
+            .spawn(move || watcher.run(driven, asked_at));
+        match thread {
+            Ok(thread) => Ok(Watchdog {
+                shared,
+                thread: thread.thread().clone(),
+                heartbeat,
+            }),
+            Err(error) => {
+                heartbeat.abort();
+                Err(error)
+            }
+        }
     }
 }
 
@@ -144,8 +166,59 @@ struct Shared {
     stop: AtomicBool,
     reports: AtomicU64,
     stalls: AtomicU64,
-    heartbeat: AtomicU64,
-    heartbeat_thread: std::sync::Mutex<Option<(ThreadId, Option<String>)>>,
+    heartbeat: Heartbeat,
+}
+
+/// The heartbeat's side of the conversation: the watchdog asks (bumps
+/// `requested` and wakes the task), the task answers when it is polled.
+/// How long an answer takes is how long the runtime takes to run a woken
+/// task, with no timer involved.
+#[derive(Default)]
+struct Heartbeat {
+    waker: AtomicWaker,
+    requested: AtomicU64,
+    answered: AtomicU64,
+    /// When the last answer was given (a stamp).
+    answered_at: AtomicU64,
+    /// The thread that gave it, for reports of uninstrumented stalls.
+    thread: Mutex<Option<(ThreadId, Option<String>)>>,
+    /// The task is gone: its runtime shut down, or the watchdog dropped.
+    gone: AtomicBool,
+}
+
+struct HeartbeatTask {
+    shared: Arc<Shared>,
+    thread: Option<ThreadId>,
+}
+
+impl Future for HeartbeatTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let beat = &self.shared.heartbeat;
+        beat.waker.register(cx.waker());
+        let requested = beat.requested.load(Ordering::Acquire);
+        if beat.answered.load(Ordering::Relaxed) != requested {
+            beat.answered_at.store(stamp_now(), Ordering::Relaxed);
+            let current = std::thread::current();
+            let changed = self.thread != Some(current.id());
+            if changed {
+                *lock_std(&beat.thread) = Some((current.id(), current.name().map(str::to_owned)));
+            }
+            // Release: the stamp and thread above are visible with it.
+            beat.answered.store(requested, Ordering::Release);
+            if changed {
+                self.thread = Some(current.id());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for HeartbeatTask {
+    fn drop(&mut self) {
+        self.shared.heartbeat.gone.store(true, Ordering::Release);
+    }
 }
 
 /// Watches one tokio runtime from its own OS thread and reports stalls
@@ -153,6 +226,29 @@ struct Shared {
 ///
 /// Dropping it stops the watching without waiting for the thread, so a
 /// report already being made may still reach the callback just after.
+/// When the watched runtime shuts down, the watchdog's thread finishes
+/// the stalls it is following and exits.
+///
+/// # Stalls
+///
+/// A stall opens when an instrumented poll of the watched runtime has run
+/// for the threshold, or when the runtime has not run the woken heartbeat
+/// for the threshold and no instrumented poll accounts for it. It is
+/// reported at once, again each time its length doubles, and once as
+/// ended. A freeze the heartbeat saw first and an instrumented poll named
+/// later (or the other way round: a named stall whose worker stays stuck
+/// in uninstrumented code) is one stall: one id, one end, whose total runs
+/// from the first sign to the runtime's next answer.
+///
+/// # Caveats
+///
+/// On a current-thread runtime that nobody is driving (between two
+/// `block_on` calls), the heartbeat goes unanswered exactly as if the
+/// thread were blocked inside the runtime, and tokio does not say which
+/// it is: that gap is reported as an uninstrumented stall. A runtime that
+/// has not run at all since the watchdog was installed from outside it,
+/// and one whose workers tokio reports parked, are never reported. See the
+/// [module docs](super#caveats).
 ///
 /// # Examples
 ///
@@ -191,12 +287,14 @@ impl Watchdog {
     }
 
     /// How many reports it has made: first reports, follow-ups and ends
-    /// (a counter).
+    /// (a counter). A report is counted before the callback sees it.
     pub fn reports(&self) -> u64 {
         self.shared.reports.load(Ordering::Relaxed)
     }
 
-    /// How many distinct stalls it has seen (a counter).
+    /// How many distinct stalls it has seen (a counter). One freeze is one
+    /// stall, even when it is first seen through the heartbeat and then in
+    /// an instrumented task, or the other way round.
     pub fn stalls(&self) -> u64 {
         self.shared.stalls.load(Ordering::Relaxed)
     }
@@ -221,7 +319,7 @@ impl fmt::Debug for Watchdog {
 /// A stall being followed.
 struct Tracked {
     id: u64,
-    since: u64,
+    since: Instant,
     next_report: Duration,
     worker: Option<String>,
     thread: Option<ThreadId>,
@@ -229,119 +327,291 @@ struct Tracked {
     location: Option<&'static Location<'static>>,
 }
 
+/// A stall seen in an instrumented poll.
+struct PollStall {
+    /// The poll's start stamp, as its thread's mark showed it.
+    polling_since: u64,
+    stall: Tracked,
+    /// It continues the heartbeat's open stall (same id): see `merge`.
+    merged: bool,
+}
+
+/// What the watchdog knows from the heartbeat.
+struct Beat {
+    /// The last request made, and when.
+    requested: u64,
+    requested_at: Instant,
+    /// Whether the runtime has answered at least once. A runtime installed
+    /// on from outside and not driven yet is idle, not stalled.
+    answered_ever: bool,
+    /// Until when an instrumented poll accounted for the runtime's silence:
+    /// the heartbeat counts lateness only from here, so the length of an
+    /// instrumented stall (already reported) is not reported again.
+    explained_until: Instant,
+    /// The stall the heartbeat revealed, if one is open.
+    stall: Option<Tracked>,
+}
+
 struct Watcher {
     shared: Arc<Shared>,
-    runtime: tokio::runtime::Id,
+    handle: tokio::runtime::Handle,
+    runtime: u64,
+    current_thread: bool,
     threshold: Duration,
     tick: Duration,
     reporter: Option<Reporter>,
-    heartbeat: tokio::task::AbortHandle,
 }
 
 impl Watcher {
-    fn run(self) {
-        let mut polls: HashMap<ThreadId, Tracked> = HashMap::new();
-        let mut runtime_stall: Option<Tracked> = None;
+    fn run(self, driven: bool, asked_at: Instant) {
+        let mut beat = Beat {
+            requested: 1,
+            requested_at: asked_at,
+            answered_ever: driven,
+            explained_until: asked_at,
+            stall: None,
+        };
+        let mut polls: HashMap<ThreadId, PollStall> = HashMap::new();
         while !self.shared.stop.load(Ordering::Acquire) {
             std::thread::park_timeout(self.tick);
             if self.shared.stop.load(Ordering::Acquire) {
                 break;
             }
-            let now = Instant::now();
-            self.watch_polls(now, &mut polls);
-            self.watch_heartbeat(now, &mut runtime_stall, !polls.is_empty());
+            self.watch_polls(&mut polls, &mut beat);
+            if self.shared.stop.load(Ordering::Acquire) {
+                break; // dropped from a report hook
+            }
+            let gone = self.shared.heartbeat.gone.load(Ordering::Acquire);
+            if gone {
+                // The runtime shut down: nothing will answer again, so an
+                // open heartbeat stall has no end to report.
+                beat.stall = None;
+                if polls.is_empty() {
+                    break;
+                }
+            } else {
+                self.watch_heartbeat(&mut polls, &mut beat);
+            }
         }
     }
 
+    /// Asks the heartbeat for a new answer.
+    fn ask(&self, beat: &mut Beat, now: Instant) {
+        beat.requested += 1;
+        beat.requested_at = now;
+        self.shared
+            .heartbeat
+            .requested
+            .store(beat.requested, Ordering::Release);
+        self.shared.heartbeat.waker.wake();
+    }
+
+    /// When the runtime answered the last request, if it has.
+    fn answered(&self, beat: &Beat) -> Option<Instant> {
+        let heartbeat = &self.shared.heartbeat;
+        (heartbeat.answered.load(Ordering::Acquire) == beat.requested)
+            .then(|| from_stamp(heartbeat.answered_at.load(Ordering::Relaxed)))
+    }
+
     /// Stalls inside instrumented polls: exact worker and task.
-    fn watch_polls(&self, now: Instant, polls: &mut HashMap<ThreadId, Tracked>) {
-        let marks: Vec<_> = marks()
-            .into_iter()
-            .filter(|m| m.runtime == Some(self.runtime))
-            .collect();
+    fn watch_polls(&self, polls: &mut HashMap<ThreadId, PollStall>, beat: &mut Beat) {
+        let marks = marks();
+        // Whether an instrumented poll of this runtime was running, or a
+        // stalled one just returned: either answers for the runtime's
+        // silence until the end of this look (reports may have been slow).
+        let mut explaining = false;
         for mark in &marks {
             let since = mark.polling_since.load(Ordering::Acquire);
-            if let Some(tracked) = polls.get(&mark.thread) {
-                if tracked.since != since {
-                    let tracked = polls.remove(&mark.thread).expect("just looked it up");
-                    let total = if mark.last_since.load(Ordering::Relaxed) == tracked.since {
-                        Duration::from_nanos(mark.last_nanos.load(Ordering::Relaxed))
-                    } else {
-                        now.saturating_duration_since(from_stamp(tracked.since))
-                    };
-                    self.report(&tracked, StallState::Ended, total);
-                }
+            let runtime = mark.runtime.load(Ordering::Relaxed);
+            // Each mark's figures are taken after the report before it,
+            // which a slow callback may have delayed.
+            let now = Instant::now();
+            if polls
+                .get(&mark.thread)
+                .is_some_and(|p| p.polling_since != since)
+            {
+                let ended = polls.remove(&mark.thread).expect("just looked it up");
+                let ended_at = if mark.last_since.load(Ordering::Relaxed) == ended.polling_since {
+                    from_stamp(ended.polling_since)
+                        + Duration::from_nanos(mark.last_nanos.load(Ordering::Relaxed))
+                } else {
+                    now
+                };
+                self.poll_ended(ended, ended_at, beat);
+                explaining = true;
             }
-            if since == 0 {
+            if since == 0 || runtime != self.runtime {
                 continue;
             }
-            let so_far = now.saturating_duration_since(from_stamp(since));
+            // An instrumented poll of this runtime is running: if the
+            // runtime is silent, this poll answers for it (and is reported
+            // by name if it goes on).
+            explaining = true;
             match polls.get_mut(&mark.thread) {
-                Some(tracked) if so_far >= tracked.next_report => {
-                    tracked.next_report = so_far.saturating_mul(2);
-                    let tracked = &*tracked;
-                    self.report(tracked, StallState::Ongoing, so_far);
+                Some(poll) => {
+                    let so_far = now.saturating_duration_since(poll.stall.since);
+                    if so_far >= poll.stall.next_report {
+                        poll.stall.next_report = so_far.saturating_mul(2);
+                        self.report(&poll.stall, StallState::Ongoing, so_far);
+                    }
                 }
-                Some(_) => {}
-                None if so_far >= self.threshold => {
+                None => {
+                    let started = from_stamp(since);
+                    let so_far = now.saturating_duration_since(started);
+                    if so_far < self.threshold {
+                        continue;
+                    }
                     let info = task_info(mark.task.load(Ordering::Relaxed));
-                    let tracked = Tracked {
-                        id: self.shared.stalls.fetch_add(1, Ordering::Relaxed) + 1,
-                        since,
-                        next_report: so_far.saturating_mul(2),
+                    let mut stall = Tracked {
+                        id: 0,
+                        since: started,
+                        next_report: Duration::ZERO,
                         worker: mark.name.clone(),
                         thread: Some(mark.thread),
                         task: info.as_ref().map(|i| i.name.clone()),
                         location: info.as_ref().map(|i| i.location),
                     };
-                    self.report(&tracked, StallState::Ongoing, so_far);
-                    polls.insert(mark.thread, tracked);
+                    let merged = self.merge(&mut stall, beat, mark.thread);
+                    if !merged {
+                        stall.id = self.new_stall();
+                    }
+                    let so_far = now.saturating_duration_since(stall.since);
+                    stall.next_report = so_far.saturating_mul(2);
+                    self.report(&stall, StallState::Ongoing, so_far);
+                    polls.insert(
+                        mark.thread,
+                        PollStall {
+                            polling_since: since,
+                            stall,
+                            merged,
+                        },
+                    );
                 }
-                None => {}
             }
         }
-        // Threads that went away mid-stall.
-        polls.retain(|thread, _| marks.iter().any(|m| m.thread == *thread));
+        // Threads that went away mid-stall: the stall ended with them.
+        let gone: Vec<ThreadId> = polls
+            .keys()
+            .filter(|thread| !marks.iter().any(|m| m.thread == **thread))
+            .copied()
+            .collect();
+        for thread in gone {
+            let ended = polls.remove(&thread).expect("just listed");
+            self.poll_ended(ended, Instant::now(), beat);
+            explaining = true;
+        }
+        if explaining {
+            beat.explained_until = Instant::now();
+        }
     }
 
-    /// Stalls the heartbeat reveals: the runtime is not scheduling.
-    fn watch_heartbeat(&self, now: Instant, stall: &mut Option<Tracked>, explained: bool) {
-        if self.heartbeat.is_finished() {
-            return; // no timer on this runtime: nothing to go by
+    /// A poll stall seen while the heartbeat's stall is open on the same
+    /// worker is the same freeze (the runtime never answered in between):
+    /// it takes that stall's id and start, and the heartbeat stops
+    /// reporting it. On a current-thread runtime every stall is on the one
+    /// worker; on a multi-thread one, only the worker that ran the
+    /// heartbeat last is known to be the one it waits for.
+    fn merge(&self, stall: &mut Tracked, beat: &mut Beat, thread: ThreadId) -> bool {
+        let Some(open) = beat.stall.take() else {
+            return false;
+        };
+        if !self.current_thread && open.thread != Some(thread) {
+            beat.stall = Some(open);
+            return false;
         }
-        let beat = self.shared.heartbeat.load(Ordering::Acquire);
-        let late = now.saturating_duration_since(from_stamp(beat));
-        let limit = self.threshold.saturating_add(self.tick);
-        match stall {
-            Some(tracked) if tracked.since != beat => {
-                let total = from_stamp(beat).saturating_duration_since(from_stamp(tracked.since));
-                self.report(tracked, StallState::Ended, total);
-                *stall = None;
-            }
-            Some(tracked) if late >= tracked.next_report => {
-                tracked.next_report = late.saturating_mul(2);
-                let tracked = &*tracked;
-                self.report(tracked, StallState::Ongoing, late);
-            }
-            Some(_) => {}
-            None if late >= limit && !explained => {
-                let (thread, worker) = lock_std(&self.shared.heartbeat_thread)
-                    .clone()
-                    .map_or((None, None), |(id, name)| (Some(id), name));
-                let tracked = Tracked {
-                    id: self.shared.stalls.fetch_add(1, Ordering::Relaxed) + 1,
-                    since: beat,
-                    next_report: late.saturating_mul(2),
-                    worker,
-                    thread,
-                    task: None,
-                    location: None,
-                };
-                self.report(&tracked, StallState::Ongoing, late);
-                *stall = Some(tracked);
-            }
-            None => {}
+        stall.id = open.id;
+        stall.since = open.since.min(stall.since);
+        true
+    }
+
+    /// An instrumented poll that stalled has returned at `ended_at`.
+    ///
+    /// If the runtime has not answered the heartbeat since, the freeze goes
+    /// on in uninstrumented code: on a current-thread runtime (or when the
+    /// stall was the heartbeat's to begin with) it is the same freeze, so
+    /// the heartbeat carries the stall on, and reports its one end.
+    fn poll_ended(&self, ended: PollStall, ended_at: Instant, beat: &mut Beat) {
+        let carry_on = (self.current_thread || ended.merged)
+            && self.answered(beat).is_none()
+            && !self.shared.heartbeat.gone.load(Ordering::Acquire);
+        if carry_on {
+            beat.stall = Some(ended.stall);
+            return;
         }
+        let total = ended_at.saturating_duration_since(ended.stall.since);
+        self.report(&ended.stall, StallState::Ended, total);
+    }
+
+    /// Stalls the heartbeat reveals: the runtime does not run a woken task.
+    fn watch_heartbeat(&self, polls: &mut HashMap<ThreadId, PollStall>, beat: &mut Beat) {
+        let now = Instant::now();
+        if let Some(answered_at) = self.answered(beat) {
+            beat.answered_ever = true;
+            if let Some(stall) = beat.stall.take() {
+                let total = answered_at.saturating_duration_since(stall.since);
+                self.report(&stall, StallState::Ended, total);
+            }
+            // A merged poll stall whose runtime answered (another worker
+            // ran the heartbeat): the poll stall goes on alone.
+            for poll in polls.values_mut() {
+                poll.merged = false;
+            }
+            self.ask(beat, now);
+            return;
+        }
+        if let Some(stall) = &mut beat.stall {
+            let so_far = now.saturating_duration_since(stall.since);
+            if so_far >= stall.next_report {
+                stall.next_report = so_far.saturating_mul(2);
+                self.report(stall, StallState::Ongoing, so_far);
+            }
+            return;
+        }
+        if !polls.is_empty() {
+            // A stall of this runtime is being followed in an instrumented
+            // poll: the heartbeat is waiting for that worker, or for others
+            // while that one is stuck; either way it is not a new stall.
+            return;
+        }
+        let since = beat.requested_at.max(beat.explained_until);
+        let late = now.saturating_duration_since(since);
+        if late < self.threshold || !beat.answered_ever || self.parked() {
+            return;
+        }
+        let (thread, worker) = lock_std(&self.shared.heartbeat.thread)
+            .clone()
+            .map_or((None, None), |(id, name)| (Some(id), name));
+        let stall = Tracked {
+            id: self.new_stall(),
+            since,
+            next_report: late.saturating_mul(2),
+            worker,
+            thread,
+            task: None,
+            location: None,
+        };
+        self.report(&stall, StallState::Ongoing, late);
+        beat.stall = Some(stall);
+    }
+
+    /// Whether tokio says every worker of the runtime is parked: waiting
+    /// for events, so idle, not blocked (it will run the heartbeat as soon
+    /// as the wake reaches it). tokio publishes this as the parity of each
+    /// worker's park/unpark count.
+    #[cfg(target_has_atomic = "64")]
+    fn parked(&self) -> bool {
+        let metrics = self.handle.metrics();
+        (0..metrics.num_workers()).all(|w| metrics.worker_park_unpark_count(w) % 2 == 1)
+    }
+
+    /// Without 64-bit atomics tokio keeps no park counts: nothing to go by.
+    #[cfg(not(target_has_atomic = "64"))]
+    fn parked(&self) -> bool {
+        false
+    }
+
+    fn new_stall(&self) -> u64 {
+        self.shared.stalls.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn report(&self, tracked: &Tracked, state: StallState, stalled_for: Duration) {
@@ -372,6 +642,8 @@ impl Watcher {
         }
         match &self.reporter {
             Some(reporter) => {
+                // Containment of the user's callback, not a probe: its
+                // panic must not end the watching.
                 let _ =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reporter(&report)));
             }
