@@ -464,7 +464,7 @@ fn start_bridge(
 
 /// The runtime colorseam spawns futures on when the caller has none to
 /// lend: `block_on_timeout`'s (which must run off the caller's thread to
-/// honour its deadline), `ForSync`'s, and a pool thread's without a
+/// honour its deadline) and `ForSync`'s, also from pool threads without a
 /// multi-thread caller. Two workers named `colorseam-bridge`; a spawned
 /// future that blocks one holds it until it yields.
 pub(crate) fn bridge_handle() -> Result<Handle, String> {
@@ -472,12 +472,18 @@ pub(crate) fn bridge_handle() -> Result<Handle, String> {
 }
 
 /// The runtime a plain thread's `block_on` enters while it polls its
-/// future on its own thread: it lends the future a reactor (IO, timers)
+/// future on its own thread (so do a current-thread runtime's blocking
+/// threads, and pool threads without a multi-thread caller): it lends the future a reactor (IO, timers)
 /// driven by two workers named `colorseam-bridge-io` that colorseam never
 /// spawns on, so futures blocking the spawn runtime's workers cannot stall
 /// these timers. Tasks the future itself spawns run here.
 fn bridge() -> Result<&'static Handle, String> {
     start_bridge(&BRIDGE_IO, "colorseam-bridge-io")
+}
+
+/// [`bridge`], owned.
+fn bridge_io_handle() -> Result<Handle, String> {
+    bridge().cloned()
 }
 
 fn is_bridge(handle: &Handle) -> bool {
@@ -677,7 +683,7 @@ impl Call {
     }
 
     fn run_on_pool_thread<F: Future>(&self, future: F) -> Result<F::Output, Error> {
-        let handle = self.pool_thread_runtime()?;
+        let handle = self.pool_thread_runtime(bridge_io_handle)?;
         let _entered = handle.enter();
         let Some(pool) = crate::pool::current_worker_pool() else {
             return drive(future, None, None).map_err(|s| self.stopped(s));
@@ -690,14 +696,16 @@ impl Call {
     /// caller's if it is a multi-thread runtime (its workers drive its IO
     /// and timers), else the bridge (a current-thread runtime's IO runs only
     /// while its own thread is in `block_on`, which nothing guarantees).
-    fn pool_thread_runtime(&self) -> Result<Handle, Error> {
+    /// `bridge` is the bridge's half to fall back on: the IO half for a
+    /// future polled here, the spawn half for one spawned.
+    fn pool_thread_runtime(&self, bridge: fn() -> Result<Handle, String>) -> Result<Handle, Error> {
         match crate::job::current().and_then(|job| job.runtime().cloned()) {
             Some(handle)
                 if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
             {
                 Ok(handle)
             }
-            _ => bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed)),
+            _ => bridge().map_err(|_| self.error(ErrorKind::SpawnFailed)),
         }
     }
 
@@ -731,7 +739,7 @@ impl Call {
             }
             CallerContext::PoolThread { .. } => {
                 let handle = match on {
-                    Runtime::Caller => self.pool_thread_runtime()?,
+                    Runtime::Caller => self.pool_thread_runtime(bridge_handle)?,
                     Runtime::Bridge => bridge()?,
                 };
                 (
@@ -819,10 +827,9 @@ pub(crate) enum Runtime {
 /// the timers and IO of every plain-thread `block_on` until they yield.
 /// Blocking work belongs in [`offload`](crate::offload) or
 /// `spawn_blocking`, not in a spawned task. Likewise the futures that run
-/// *on* the bridge (`block_on_timeout`'s, `ForSync`'s, a pool thread's
-/// without a multi-thread caller) share two workers: two that block stall
-/// the others of their kind, whose callers are still released at their
-/// deadlines.
+/// *on* the bridge (`block_on_timeout`'s and `ForSync`'s) share two
+/// workers: two that block stall the others of their kind, whose callers
+/// are still released at their deadlines.
 ///
 /// # Errors
 ///

@@ -7,9 +7,14 @@ use std::time::{Duration, Instant};
 
 use common::Gate;
 
+/// The bridge is one per process: tests that block its workers take turns,
+/// or one test's blockers would wait for another's to let go.
+static BRIDGE_BLOCKED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Starts `n` plain threads whose `block_on_timeout` futures block their
 /// runtime thread (sync code called from async code) until `gate` opens,
-/// and returns once every one of them is blocking.
+/// and returns once every one of them is blocking. The caller holds
+/// [`BRIDGE_BLOCKED`].
 fn block_bridge_workers(n: usize, gate: &Gate) -> Vec<std::thread::JoinHandle<()>> {
     let (running_tx, running) = std::sync::mpsc::channel();
     let threads: Vec<_> = (0..n)
@@ -36,6 +41,7 @@ fn block_bridge_workers(n: usize, gate: &Gate) -> Vec<std::thread::JoinHandle<()
 
 #[test]
 fn futures_blocking_inside_block_on_timeout_do_not_stall_plain_block_on_timers() {
+    let _turn = BRIDGE_BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
     let gate = Gate::new();
     let blockers = block_bridge_workers(2, &gate);
     let started = Instant::now();
@@ -53,6 +59,7 @@ fn futures_blocking_inside_block_on_timeout_do_not_stall_plain_block_on_timers()
 
 #[test]
 fn futures_blocking_inside_block_on_timeout_do_not_stall_plain_block_on_io() {
+    let _turn = BRIDGE_BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
     let gate = Gate::new();
     let blockers = block_bridge_workers(2, &gate);
     let started = Instant::now();
@@ -98,4 +105,37 @@ fn a_blocking_thread_of_a_current_thread_runtime_polls_against_the_bridge_as_doc
     let started = Instant::now();
     colorseam::block_on(async { tokio::time::sleep(Duration::from_millis(5)).await }).unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn futures_blocking_inside_block_on_timeout_do_not_stall_a_pool_threads_block_on_timers() {
+    let _turn = BRIDGE_BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
+    let gate = Gate::new();
+    let blockers = block_bridge_workers(2, &gate);
+    // Submitted from a current-thread runtime: the job's `block_on` cannot
+    // use that runtime, so it polls against the bridge.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = colorseam::BlockingPool::builder()
+        .name("iso-pool")
+        .build()
+        .unwrap();
+    let slept = rt
+        .block_on(pool.offload(|| {
+            let started = Instant::now();
+            colorseam::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await })
+                .unwrap();
+            started.elapsed()
+        }))
+        .unwrap();
+    gate.open();
+    for t in blockers {
+        t.join().unwrap();
+    }
+    assert!(
+        slept < Duration::from_secs(2),
+        "a 1 ms sleep took {slept:?}"
+    );
 }
