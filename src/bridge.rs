@@ -1,14 +1,12 @@
 //! Async work for sync callers: `block_on` that is right in every calling
 //! context, the bridge runtime, and the caller-context query.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::fmt;
+use std::cell::Cell;
 use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -16,10 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::pool::Inner;
-use crate::pool::task::{Task, panic_message};
+use crate::pool::help::Waiting;
+use crate::pool::task::panic_message;
 use crate::spin::SpinBudget;
-use crate::sync::lock_std;
 
 /// The flavor of a tokio runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,8 +135,6 @@ thread_local! {
     static DRIVING: Cell<bool> = const { Cell::new(false) };
     /// How many `drive` calls are active on this thread.
     static DRIVE_DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// The inbox of the pool thread waiting in `block_on` on this thread.
-    static NESTED_INBOX: RefCell<Option<Arc<Inbox>>> = const { RefCell::new(None) };
     /// How long this thread spins in `block_on` before parking.
     static SPIN_BUDGET: Cell<SpinBudget> = const { Cell::new(SpinBudget::new(SPIN_BEFORE_PARK)) };
     /// The waker of this thread's executor, built once.
@@ -152,123 +147,6 @@ thread_local! {
         let waker = Waker::from(signal.clone());
         (signal, waker)
     };
-}
-
-tokio::task_local! {
-    /// The same inbox, carried into a future spawned by `block_on_timeout`
-    /// from a pool thread, so nested offloads made there find it too.
-    static SPAWNED_INBOX: Arc<Inbox>;
-}
-
-/// Where a pool thread waiting in `block_on` takes nested jobs for its own
-/// pool, so an async → sync → async sandwich never needs a second slot.
-pub(crate) struct Inbox {
-    pub(crate) pool: Arc<Inner>,
-    state: Mutex<InboxState>,
-    thread: Thread,
-}
-
-struct InboxState {
-    /// Jobs to run inline, each marked if it also sits in the pool's queue
-    /// (a worker may take it first; the job's start CAS decides).
-    jobs: VecDeque<(Arc<dyn Task>, bool)>,
-    /// Set when the waiting thread leaves `block_on`: later pushes must take
-    /// the normal path, since nobody will drain this inbox again.
-    closed: bool,
-}
-
-impl Inbox {
-    fn open(pool: Arc<Inner>) -> Arc<Self> {
-        Arc::new(Inbox {
-            pool,
-            state: Mutex::new(InboxState {
-                jobs: VecDeque::new(),
-                closed: false,
-            }),
-            thread: std::thread::current(),
-        })
-    }
-
-    /// Hands a job to the waiting thread. False if the inbox is closed.
-    pub(crate) fn push(&self, job: Arc<dyn Task>, also_queued: bool) -> bool {
-        let mut state = lock_std(&self.state);
-        if state.closed {
-            return false;
-        }
-        state.jobs.push_back((job, also_queued));
-        drop(state);
-        self.thread.unpark();
-        true
-    }
-
-    /// Runs the jobs waiting here, until the deadline.
-    fn run_pending(&self, deadline: Option<Instant>) {
-        loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return;
-            }
-            let Some((job, _)) = lock_std(&self.state).jobs.pop_front() else {
-                return;
-            };
-            // The job is sync code running *between* polls: offloads it
-            // makes outside a `block_on` of its own must take the normal
-            // path, not this inbox, which nobody drains while it runs.
-            let outer = NESTED_INBOX.with(|i| i.replace(None));
-            // `run` catches the job's panics; this catches a waker's.
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                job.run(&self.pool, crate::pool::task::RunsOn::Inline)
-            }));
-            NESTED_INBOX.with(|i| *i.borrow_mut() = outer);
-        }
-    }
-
-    /// Closes the inbox and gives what is left to the pool's workers.
-    fn close(&self) {
-        let leftover = {
-            let mut state = lock_std(&self.state);
-            state.closed = true;
-            std::mem::take(&mut state.jobs)
-        };
-        for (job, also_queued) in leftover {
-            if !also_queued {
-                self.pool.requeue(job);
-            }
-        }
-    }
-}
-
-/// While a pool thread waits in `block_on`: its inbox is published, and
-/// closed (with the previous one restored) however the wait ends.
-struct Published {
-    inbox: Arc<Inbox>,
-    previous: Option<Arc<Inbox>>,
-}
-
-impl Published {
-    fn new(pool: Arc<Inner>) -> Self {
-        let inbox = Inbox::open(pool);
-        let previous = NESTED_INBOX.with(|i| i.replace(Some(inbox.clone())));
-        Published { inbox, previous }
-    }
-}
-
-impl Drop for Published {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        let _ = NESTED_INBOX.try_with(|i| *i.borrow_mut() = previous);
-        self.inbox.close();
-    }
-}
-
-/// The inbox to use for a nested offload to `pool` made on this thread or
-/// inside a future spawned by a waiting pool thread, if any.
-pub(crate) fn nested_inbox_for(pool: &Arc<Inner>) -> Option<Arc<Inbox>> {
-    let inbox = NESTED_INBOX
-        .try_with(|i| i.borrow().clone())
-        .ok()
-        .flatten()
-        .or_else(|| SPAWNED_INBOX.try_with(Arc::clone).ok())?;
-    (Arc::ptr_eq(&inbox.pool, pool) && !lock_std(&inbox.state).closed).then_some(inbox)
 }
 
 struct Signal {
@@ -337,20 +215,21 @@ enum Stopped {
 }
 
 /// Polls `future` to completion on this thread, parking between polls.
-/// Returns at the deadline if the future is pending then; runs nested jobs
-/// from `inbox` while waiting. The future is dropped here, before returning,
-/// and a panic in its `Drop` is caught like one in its `poll`.
+/// Returns at the deadline if the future is pending then. A pool thread
+/// `waiting` (only ever without a deadline) may help its pool between polls,
+/// on the pool's terms (`pool::help`). The future is dropped here, before
+/// returning, and a panic in its `Drop` is caught like one in its `poll`.
 fn drive<F: Future>(
     future: F,
     deadline: Option<Instant>,
-    inbox: Option<&Inbox>,
+    waiting: Option<&Waiting>,
 ) -> Result<F::Output, Stopped> {
     // In an `Option` so it can be dropped in place, under `catch_unwind`.
     let mut slot = pin!(Some(future));
     let result = SIGNAL.with(|(signal, waker)| {
         let mut cx = Context::from_waker(waker);
-        // One signal per thread serves nested drives too (a job run from an
-        // inbox may call `block_on` while the outer drive waits). A nested
+        // One signal per thread serves nested drives too (a job this thread
+        // helps with may call `block_on` while the outer drive waits). A nested
         // drive must not swallow a wake meant for the outer future, so it
         // neither clears the flag on entry nor leaves it clear on exit:
         // at worst the outer future is polled once more than needed.
@@ -382,16 +261,19 @@ fn drive<F: Future>(
             }
             let mut pending_since = None;
             loop {
-                // Nested jobs first, every time round: a future that keeps
-                // waking itself must not starve the job it waits for.
-                if let Some(inbox) = inbox {
-                    inbox.run_pending(deadline);
-                }
+                // Help first, every time round (when the pool says it must):
+                // a future that keeps waking itself must not starve the job
+                // it waits for. One job per turn, then the future again.
+                let helped = waiting.is_some_and(Waiting::try_help);
                 if signal.woken.swap(false, Ordering::Acquire) {
-                    if let Some(since) = pending_since {
+                    if let Some(since) = pending_since.filter(|_| !helped) {
                         learn_spin(since, signal);
                     }
                     break;
+                }
+                if helped {
+                    pending_since = None;
+                    continue;
                 }
                 if pending_since.is_none() {
                     let now = Instant::now();
@@ -685,11 +567,9 @@ impl Call {
     fn run_on_pool_thread<F: Future>(&self, future: F) -> Result<F::Output, Error> {
         let handle = self.pool_thread_runtime(bridge_io_handle)?;
         let _entered = handle.enter();
-        let Some(pool) = crate::pool::current_worker_pool() else {
-            return drive(future, None, None).map_err(|s| self.stopped(s));
-        };
-        let published = Published::new(pool);
-        drive(future, None, Some(&published.inbox)).map_err(|s| self.stopped(s))
+        // No deadline here: the thread may help its pool while it waits.
+        let waiting = crate::pool::help::waiting_here();
+        drive(future, None, waiting.as_ref()).map_err(|s| self.stopped(s))
     }
 
     /// The runtime a pool thread's future runs against: the submitting
@@ -726,43 +606,32 @@ impl Call {
             return self.run_here(future, OnWorker::Refuse);
         };
         let bridge = || bridge_handle().map_err(|_| self.error(ErrorKind::SpawnFailed));
-        let (handle, published) = match context() {
-            CallerContext::NoRuntime => (bridge()?, None),
+        // A wait with a deadline never helps its pool (`pool::help`): nested
+        // offloads of this future go to the pool's queue like any other.
+        let handle = match context() {
+            CallerContext::NoRuntime => bridge()?,
             CallerContext::BlockingThread { flavor } => {
                 // A current-thread runtime runs spawned tasks only while its
                 // own thread is in `block_on`, which nothing guarantees here.
-                let handle = match (on, flavor) {
+                match (on, flavor) {
                     (Runtime::Caller, RuntimeFlavor::MultiThread) => Handle::current(),
                     _ => bridge()?,
-                };
-                (handle, None)
+                }
             }
-            CallerContext::PoolThread { .. } => {
-                let handle = match on {
-                    Runtime::Caller => self.pool_thread_runtime(bridge_handle)?,
-                    Runtime::Bridge => bridge()?,
-                };
-                (
-                    handle,
-                    crate::pool::current_worker_pool().map(Published::new),
-                )
-            }
+            CallerContext::PoolThread { .. } => match on {
+                Runtime::Caller => self.pool_thread_runtime(bridge_handle)?,
+                Runtime::Bridge => bridge()?,
+            },
             _ => return Err(self.error(ErrorKind::AsyncContext)),
         };
         #[cfg(feature = "tracing")]
         let future = tracing::Instrument::instrument(future, self.span.clone());
-        let task = match &published {
-            Some(published) => handle.spawn(SPAWNED_INBOX.scope(published.inbox.clone(), future)),
-            None => handle.spawn(future),
-        };
+        let task = handle.spawn(future);
         let abort = task.abort_handle();
-        let result = drive(task, Some(deadline), published.as_ref().map(|p| &*p.inbox));
+        let result = drive(task, Some(deadline), None);
         if result.is_err() {
-            // Cancel first, so the future stops adding nested jobs; then
-            // closing the inbox hands any it added to the pool's workers.
             abort.abort();
         }
-        drop(published);
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(join_error)) if join_error.is_panic() => {
@@ -798,7 +667,7 @@ pub(crate) enum Runtime {
 /// | plain thread | the future is polled on this thread with colorseam's bridge runtime entered, so tokio IO and timers work; the future need not be `Send` |
 /// | `spawn_blocking` thread (or `Handle::enter`) of a multi-thread runtime | polled here, against that runtime |
 /// | `spawn_blocking` thread (or `Handle::enter`) of a current-thread runtime | polled here, against the bridge, as on a plain thread: that runtime drives its IO and timers only while its own thread is in `block_on`, which this thread cannot know |
-/// | colorseam pool thread | polled here against the runtime of the async caller that submitted the job (else the bridge); nested offloads to the same pool run on this thread while it waits, so async → sync → async never needs a second slot |
+/// | colorseam pool thread | polled here against the runtime of the async caller that submitted the job (else the bridge); nested offloads are queued like any other, and this thread runs them itself only when no other thread can (see below) |
 /// | async task on a worker, a current-thread runtime's `block_on` future, a `LocalSet` on either | refused with [`ErrorKind::AsyncContext`]: `.await` instead |
 /// | a multi-thread runtime's `block_on` future (`#[tokio::main]`), a `LocalSet` it drives | polled here, as on a `Handle::enter` thread: tokio gives no way to tell them apart without a panic (see [`CallerContext`]); it holds up that thread's futures, never the runtime's workers |
 ///
@@ -830,6 +699,29 @@ pub(crate) enum Runtime {
 /// *on* the bridge (`block_on_timeout`'s and `ForSync`'s) share two
 /// workers: two that block stall the others of their kind, whose callers
 /// are still released at their deadlines.
+///
+/// # Nested offloads (on a pool thread)
+///
+/// An offload made by the future to the pool whose thread runs this
+/// `block_on` is queued like any other: it takes an admission permit (and
+/// waits for room, or is refused, when the queue is full), is refused after
+/// shutdown, and runs on a free worker in parallel with the rest. Only as
+/// a last resort, when no worker is idle and the pool is at `max_threads`,
+/// does this thread run queued jobs of its pool itself while it waits (its
+/// own nested jobs first), so an async → sync → async sandwich completes
+/// even on a one-thread pool. It helps only with jobs that have no
+/// deadline, and not while the future waits on an offload that has one:
+/// a thread busy helping cannot release anyone at a deadline.
+///
+/// So on a pool with no thread to spare (a one-thread pool, say), a nested
+/// offload *with* a deadline (`offload_timeout`, or a pool's
+/// `default_timeout`) is not run by the waiting thread: it stays queued and
+/// times out in [`Phase::Queued`]. The same holds for every nested offload
+/// under [`block_on_timeout`], which never helps. Timers inside the future
+/// other than colorseam's own deadlines (a `tokio::time::timeout`) are not
+/// seen: while the thread helps with a job, they fire late. A nested job
+/// that waits for the future that made it deadlocks when this thread has
+/// to run it (as two jobs waiting on each other do on a one-thread pool).
 ///
 /// # Errors
 ///
@@ -889,6 +781,10 @@ pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
 /// `Send + 'static`. The caller waits with a timed park; at the deadline it
 /// returns and the future is cancelled on the runtime that owns it (at its
 /// next yield, if it ever yields).
+///
+/// On a pool thread it never runs queued jobs of its pool while it waits
+/// (see [`block_on`]'s nested offloads): nested offloads run only on free
+/// workers, and on a pool with none they wait until the deadline.
 ///
 /// The deadline is all or nothing: at the deadline the whole future is
 /// cancelled and only the timeout comes back. To keep partial results of a
@@ -978,10 +874,4 @@ pub(crate) fn far_future() -> Instant {
     let now = Instant::now();
     now.checked_add(Duration::from_secs(86_400 * 365 * 30))
         .unwrap_or(now)
-}
-
-impl fmt::Debug for Inbox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inbox").finish_non_exhaustive()
-    }
 }

@@ -59,8 +59,10 @@
 //! wherever it runs. [`block_on`] drives a future from a plain thread (tokio
 //! IO and timers come from a bridge runtime colorseam starts on first use),
 //! from a pool thread (against the runtime of the async caller that
-//! submitted the job; nested offloads to the same pool run on the waiting
-//! thread, so async → sync → async cannot deadlock), and from a
+//! submitted the job; nested offloads to the same pool are queued like
+//! any other, and the waiting thread runs them itself only when no other
+//! thread can, so async → sync → async completes even on a one-thread
+//! pool), and from a
 //! `spawn_blocking` thread. From async code it returns
 //! [`ErrorKind::AsyncContext`] instead of panicking or freezing the runtime.
 //! [`block_on_timeout`] adds a deadline that releases the caller even if the

@@ -14,6 +14,7 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, TryAcquireError};
 
 use crate::deadline::Deadline;
 use crate::error::{ConfigError, Error, ErrorKind, Phase};
+use crate::pool::help::Hold;
 use crate::pool::state::Status;
 use crate::pool::task::{BoxFn, CallSite, Job};
 use crate::pool::{BlockingPool, GiveUp, Inner};
@@ -55,6 +56,9 @@ pin_project_lite::pin_project! {
         state: State<T>,
         #[pin]
         deadline: Option<Deadline>,
+        // While pending with a deadline on a pool thread that may help:
+        // keeps that thread from helping past this call's deadline.
+        hold: Option<Hold>,
     }
 
     impl<T> PinnedDrop for Offload<T>
@@ -82,8 +86,6 @@ enum State<T> {
     Submitted {
         job: Arc<Job<T>>,
         pool: Arc<Inner>,
-        /// Offered to a waiting pool thread's inbox already.
-        offered: bool,
     },
     Failed(Option<Error>),
     Done,
@@ -104,6 +106,7 @@ impl<T: Send + 'static> Offload<T> {
             deadline,
             location,
             runtime,
+            made_on_slot: crate::pool::current_slot_in(pool),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         };
@@ -114,27 +117,11 @@ impl<T: Send + 'static> Offload<T> {
                 return Offload {
                     state: State::Failed(Some(job.error(ErrorKind::NoRuntime))),
                     deadline: None,
+                    hold: None,
                 };
             }
             Some(at) => Some(Deadline::new(at, called_at)),
         };
-        if let Some(inbox) = crate::bridge::nested_inbox_for(pool) {
-            // A pool thread of this very pool is waiting in `block_on` for
-            // the future that makes this call: it runs the job itself, so
-            // the sandwich cannot deadlock on a saturated pool.
-            pool.job_queued_nested();
-            if inbox.push(job.clone(), false) {
-                return Offload {
-                    state: State::Submitted {
-                        job,
-                        pool: pool.clone(),
-                        offered: true,
-                    },
-                    deadline,
-                };
-            }
-            pool.job_left_queue(); // the waiter has left: the normal path
-        }
         let state = match pool.admission.clone().try_acquire_owned() {
             Ok(permit) => {
                 job.set_permit(permit);
@@ -157,7 +144,11 @@ impl<T: Send + 'static> Offload<T> {
                 pool: pool.clone(),
             },
         };
-        Offload { state, deadline }
+        Offload {
+            state,
+            deadline,
+            hold: None,
+        }
     }
 }
 
@@ -167,6 +158,7 @@ impl<T: Send + 'static> Offload<T> {
         Offload {
             state: State::Failed(Some(error)),
             deadline: None,
+            hold: None,
         }
     }
 }
@@ -176,7 +168,6 @@ fn submitted<T: Send + 'static>(pool: &Arc<Inner>, job: Arc<Job<T>>) -> State<T>
         Ok(()) => State::Submitted {
             job,
             pool: pool.clone(),
-            offered: false,
         },
         Err(_shut_down) => State::Failed(Some(
             job.error(ErrorKind::ShutDown)
@@ -203,27 +194,6 @@ impl<T: Send + 'static> Future for Offload<T> {
                     *this.state = State::Done;
                     return Poll::Ready(Err(error));
                 }
-                State::WaitingForRoom { job, pool, .. }
-                    if crate::bridge::nested_inbox_for(pool).is_some() =>
-                {
-                    // Polled by a thread of this pool waiting in `block_on`
-                    // (the offload was made before it started waiting): it
-                    // takes the job itself instead of waiting for room.
-                    let (job, pool) = (job.clone(), pool.clone());
-                    let inbox =
-                        crate::bridge::nested_inbox_for(&pool).expect("checked by the match guard");
-                    pool.job_queued_nested();
-                    if inbox.push(job.clone(), false) {
-                        *this.state = State::Submitted {
-                            job,
-                            pool,
-                            offered: true,
-                        };
-                    } else {
-                        // It closed meanwhile: wait for room like anyone.
-                        pool.job_left_queue();
-                    }
-                }
                 State::WaitingForRoom { job, pool, acquire } => match acquire.as_mut().poll(cx) {
                     Poll::Ready(Ok(permit)) => {
                         job.set_permit(permit);
@@ -236,10 +206,12 @@ impl<T: Send + 'static> Future for Offload<T> {
                             .error(ErrorKind::ShutDown)
                             .with_phase(Phase::WaitingForRoom);
                         *this.state = State::Done;
+                        *this.hold = None;
                         return Poll::Ready(Err(error));
                     }
                     Poll::Pending => {
                         if !deadline_passed(this.deadline.as_mut(), cx) {
+                            hold_helping(this.hold, this.deadline.is_some());
                             return Poll::Pending;
                         }
                         pool.count_timed_out_waiting_for_room();
@@ -248,23 +220,16 @@ impl<T: Send + 'static> Future for Offload<T> {
                             .with_phase(Phase::WaitingForRoom)
                             .with_stuck_threads(pool.stuck_threads());
                         *this.state = State::Done;
+                        *this.hold = None;
                         return Poll::Ready(Err(error));
                     }
                 },
-                State::Submitted { job, pool, offered } => {
+                State::Submitted { job, pool } => {
                     // Take part in tokio's cooperative budget like tokio's own
                     // handles do, so a loop over ready offloads yields.
                     let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
                     job.register(cx);
                     let status = job.core().status();
-                    if status == Status::Queued && !*offered {
-                        // Queued before a thread of this pool started waiting
-                        // for it in `block_on`: offer it to that thread too;
-                        // whoever claims it first runs it.
-                        if let Some(inbox) = crate::bridge::nested_inbox_for(pool) {
-                            *offered = inbox.push(job.clone(), true);
-                        }
-                    }
                     let result = match status {
                         Status::Done => {
                             let outcome = job
@@ -282,6 +247,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                             .expect("a cancelled or abandoned status maps to an error")),
                         Status::Queued | Status::Running | Status::Completing => {
                             if !deadline_passed(this.deadline.as_mut(), cx) {
+                                hold_helping(this.hold, this.deadline.is_some());
                                 return Poll::Pending;
                             }
                             match pool.give_up(job, GiveUp::Timeout) {
@@ -298,10 +264,20 @@ impl<T: Send + 'static> Future for Offload<T> {
                     };
                     coop.made_progress();
                     *this.state = State::Done;
+                    *this.hold = None;
                     return Poll::Ready(result);
                 }
             }
         }
+    }
+}
+
+/// A pending call with a deadline, polled by a future that a pool thread
+/// drives while it may help its pool: that thread must not start a job
+/// (which it could not leave) before this call is resolved.
+fn hold_helping(hold: &mut Option<Hold>, has_deadline: bool) {
+    if has_deadline && hold.is_none() {
+        *hold = crate::pool::help::hold_here();
     }
 }
 

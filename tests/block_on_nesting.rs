@@ -1,6 +1,7 @@
 //! async → sync → async sandwiches: a pool thread that waits in `block_on`
-//! for async code which offloads again to the same, saturated pool runs the
-//! nested job itself instead of deadlocking.
+//! for async code which offloads again to the same pool. The nested job is
+//! queued like any other; when no other thread can take it, the waiting
+//! thread runs it itself instead of deadlocking.
 
 mod common;
 
@@ -20,48 +21,69 @@ fn saturated_pool(name: &str) -> BlockingPool {
         .unwrap()
 }
 
+/// Admission applies to nested work as to any other: with the queue full, a
+/// nested offload waits for room. Here the only thread, waiting in
+/// `block_on`, runs the queued job itself (nothing else could), which frees
+/// the room; then it runs the nested job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nested_offload_to_the_same_saturated_pool_completes_through_block_on() {
+async fn a_nested_offload_to_a_full_pool_waits_for_room_like_any_other() {
     let pool = saturated_pool("nest-bo");
     let inner_pool = pool.clone();
+    let filled = Gate::new();
+    let release = Gate::new();
+    let (f, r) = (filled.clone(), release.clone());
     // The outer job holds the only thread; a second job fills the queue.
     let outer = pool.offload_timeout(
         move || {
+            f.wait(LONG);
             colorseam::block_on(async move {
-                let nested =
-                    inner_pool.offload(|| std::thread::current().name().map(str::to_owned));
-                nested.await
+                let mut nested = Box::pin(
+                    inner_pool.offload(|| std::thread::current().name().map(str::to_owned)),
+                );
+                // The queued job holds the last permit.
+                let waiting = format!("{nested:?}").contains("waiting for room");
+                r.open();
+                (waiting, nested.as_mut().await)
             })
         },
         LONG,
     );
-    let gate = Gate::new();
-    let g = gate.clone();
-    let queued = pool.offload(move || g.wait(LONG));
-    let ran_on = tokio::time::timeout(Duration::from_secs(10), outer)
+    let r = release.clone();
+    let queued = pool.offload(move || r.wait(LONG));
+    filled.open();
+    let (waited_for_room, ran_on) = tokio::time::timeout(Duration::from_secs(10), outer)
         .await
         .expect("the sandwich did not deadlock")
         .expect("outer offload")
-        .expect("block_on")
-        .expect("nested offload")
-        .unwrap();
+        .expect("block_on");
+    assert!(waited_for_room);
+    let ran_on = ran_on.expect("nested offload").unwrap();
     assert!(ran_on.starts_with("nest-bo-"), "ran on {ran_on}");
-    gate.open();
     queued.await.unwrap();
 }
 
+/// `block_on_timeout` has a deadline, so the waiting thread never helps:
+/// its nested offloads run on the pool's free workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nested_offload_made_inside_block_on_timeout_also_completes() {
-    let pool = saturated_pool("nest-bt");
+async fn a_nested_offload_made_inside_block_on_timeout_runs_on_a_free_worker() {
+    let pool = BlockingPool::builder()
+        .name("nest-bt")
+        .max_threads(2)
+        .queue_capacity(2)
+        .build()
+        .unwrap();
     let inner_pool = pool.clone();
     let outer = pool.offload_timeout(
         move || {
+            let outer_thread = std::thread::current().id();
             colorseam::block_on_timeout(
                 async move {
                     // This future runs on the async caller's runtime, not on
-                    // the pool thread; the nested job still finds its way back.
-                    let a = inner_pool.offload(|| 20).await?;
-                    let b = inner_pool.offload(|| 22).await?;
+                    // the pool thread; its offloads are queued as usual.
+                    let on = |v| move || (v, std::thread::current().id());
+                    let (a, ta) = inner_pool.offload(on(20)).await?;
+                    let (b, tb) = inner_pool.offload(on(22)).await?;
+                    assert!(ta != outer_thread && tb != outer_thread);
                     Ok::<_, colorseam::Error>(a + b)
                 },
                 Duration::from_secs(10),
@@ -69,9 +91,6 @@ async fn a_nested_offload_made_inside_block_on_timeout_also_completes() {
         },
         LONG,
     );
-    let gate = Gate::new();
-    let g = gate.clone();
-    let queued = pool.offload(move || g.wait(LONG));
     let sum = tokio::time::timeout(Duration::from_secs(15), outer)
         .await
         .expect("no deadlock")
@@ -79,8 +98,31 @@ async fn a_nested_offload_made_inside_block_on_timeout_also_completes() {
         .unwrap()
         .unwrap();
     assert_eq!(sum, 42);
-    gate.open();
-    queued.await.unwrap();
+}
+
+/// On a one-thread pool, `block_on_timeout` (which never helps) around a
+/// nested offload times out: nothing can run the nested job meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_one_thread_pool_block_on_timeout_around_a_nested_offload_times_out() {
+    let pool = saturated_pool("nest-bt1");
+    let inner_pool = pool.clone();
+    let outer = pool.offload_timeout(
+        move || {
+            colorseam::block_on_timeout(
+                async move { inner_pool.offload(|| 1).await },
+                Duration::from_millis(100),
+            )
+        },
+        LONG,
+    );
+    let err = tokio::time::timeout(Duration::from_secs(15), outer)
+        .await
+        .expect("no deadlock")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The nested job was cancelled with its future: nothing is left queued.
+    assert!(eventually_async(LONG, || pool.metrics().queue_depth == 0).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +181,7 @@ async fn a_nested_job_that_times_out_is_abandoned_without_corrupting_thread_coun
     );
     let nested = outer.await.unwrap().unwrap();
     assert!(nested.unwrap_err().is_timeout());
-    // The nested job ran on the outer job's thread; no thread was abandoned.
+    // The nested job timed out in the queue; no thread was abandoned.
     assert!(
         eventually_async(LONG, || {
             let t = pool.metrics().threads;

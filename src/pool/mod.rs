@@ -24,6 +24,7 @@
 //! tombstones outnumber live jobs.
 
 mod builder;
+pub(crate) mod help;
 mod monitor;
 mod shutdown;
 pub(crate) mod state;
@@ -132,6 +133,12 @@ struct Shared {
     pending_wakeups: usize,
     /// Jobs executing on a thread, abandoned ones included.
     busy: usize,
+    /// Jobs run by a pool thread that helps while it waits (see `help`),
+    /// not abandoned: they hold no thread of their own, but a caller waits.
+    helped_live: usize,
+    /// Slots whose threads called shutdown on this, their own, pool and
+    /// wait for everything but their own jobs to settle (see `shutdown`).
+    shutdown_excepts: Vec<usize>,
     /// What each worker slot is running, for shutdown to abandon and for
     /// the monitor to tell blocked workers from busy ones.
     workers: Vec<WorkerSlot>,
@@ -154,6 +161,12 @@ struct WorkerSlot {
     sighting: monitor::Sighting,
     /// The thread's `/proc` stat file, where the OS has one.
     stat: Option<std::path::PathBuf>,
+    /// The thread in this slot, to wake it when it waits and may help.
+    thread: Option<std::thread::Thread>,
+    /// How many waits (nested `block_on`s) on this thread may help now.
+    waiting: usize,
+    /// The jobs this thread runs while it helps, innermost last.
+    helping: Vec<Arc<dyn Task>>,
 }
 
 #[derive(Default)]
@@ -171,8 +184,8 @@ struct Counters {
 }
 
 thread_local! {
-    /// The pool this thread works for, if it is a pool thread.
-    static WORKER_OF: std::cell::RefCell<Option<std::sync::Weak<Inner>>> =
+    /// The pool this thread works for and its slot, if it is a pool thread.
+    static WORKER_OF: std::cell::RefCell<Option<(std::sync::Weak<Inner>, usize)>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -194,10 +207,27 @@ pub(crate) fn all_metrics() -> Vec<PoolMetrics> {
     pools.iter().map(|p| p.metrics()).collect()
 }
 
-/// The pool the current thread works for.
-pub(crate) fn current_worker_pool() -> Option<Arc<Inner>> {
+/// The pool the current thread works for, and its worker slot there.
+pub(crate) fn current_worker() -> Option<(Arc<Inner>, usize)> {
     WORKER_OF
-        .try_with(|w| w.borrow().as_ref().and_then(std::sync::Weak::upgrade))
+        .try_with(|w| {
+            w.borrow()
+                .as_ref()
+                .and_then(|(pool, slot)| Some((pool.upgrade()?, *slot)))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The current thread's worker slot, if it is a thread of `pool`.
+pub(crate) fn current_slot_in(pool: &Arc<Inner>) -> Option<usize> {
+    WORKER_OF
+        .try_with(|w| {
+            w.borrow()
+                .as_ref()
+                .filter(|(of, _)| std::ptr::eq(of.as_ptr(), Arc::as_ptr(pool)))
+                .map(|(_, slot)| *slot)
+        })
         .ok()
         .flatten()
 }
@@ -235,6 +265,8 @@ impl BlockingPool {
                 idle: 0,
                 pending_wakeups: 0,
                 busy: 0,
+                helped_live: 0,
+                shutdown_excepts: Vec::new(),
                 workers: Vec::new(),
                 monitored: false,
                 free_slots: Vec::new(),
@@ -310,6 +342,7 @@ impl BlockingPool {
             deadline: None,
             location,
             runtime: tokio::runtime::Handle::try_current().ok(),
+            made_on_slot: current_slot_in(&inner),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         };
@@ -348,6 +381,14 @@ impl BlockingPool {
     /// are abandoned. The returned future resolves to a report and never
     /// outlives the deadline by more than timer resolution.
     ///
+    /// # From a job of this pool
+    ///
+    /// Made on one of the pool's own threads (inside a job), a shutdown
+    /// settles everything *but the jobs on that thread*, which cannot end
+    /// while it waits: the report is returned once the rest has settled (or
+    /// at the deadline, when the rest is abandoned), and the caller's own
+    /// job is neither waited for nor abandoned. It never hangs on itself.
+    ///
     /// # Cancellation
     ///
     /// Dropping the future does not undo the shutdown; it only stops waiting.
@@ -359,6 +400,14 @@ impl BlockingPool {
     /// thread until the work has settled or the deadline has passed.
     ///
     /// Do not call it from an async task: it blocks the thread.
+    ///
+    /// # From a job of this pool
+    ///
+    /// As for [`shutdown`](Self::shutdown): it settles everything but the
+    /// jobs on the calling thread and then returns. Without a deadline
+    /// (`Duration::MAX`) the calling thread also runs queued jobs that have
+    /// no deadline itself when no other thread can (a one-thread pool's
+    /// queue, say), so even then it returns.
     pub fn shutdown_blocking(&self, options: ShutdownOptions) -> ShutdownReport {
         shutdown::shutdown_blocking(self.inner(), options)
     }
@@ -414,16 +463,23 @@ impl Inner {
             self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
             return Err(EndedBy::Shutdown);
         }
+        let made_on = job.made_on_slot();
         shared.queue.push_back(job);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        self.find_thread_for_new_job(shared);
+        self.find_thread_for_new_job(shared, made_on);
         Ok(())
     }
 
     /// After a push to the queue: wakes an idle worker for it, or starts one
     /// if the pool is below its eager limit, or has the monitor watch for
-    /// blocked workers; otherwise a busy worker takes it when free.
-    fn find_thread_for_new_job(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
+    /// blocked workers; otherwise a busy worker takes it when free, or, at
+    /// `max_threads`, a pool thread waiting in `block_on` is woken in case
+    /// it must help (`made_on`, the thread that made the job, first).
+    fn find_thread_for_new_job(
+        self: &Arc<Self>,
+        mut shared: std::sync::MutexGuard<'_, Shared>,
+        made_on: Option<usize>,
+    ) {
         if shared.idle > 0 {
             shared.idle -= 1;
             shared.pending_wakeups += 1;
@@ -444,6 +500,8 @@ impl Inner {
                     self.spawn_worker(shared);
                 }
             }
+        } else if shared.active_threads >= self.config.max_threads {
+            help::wake_a_helper(shared, made_on);
         }
     }
 
@@ -527,20 +585,6 @@ impl Inner {
             .count()
     }
 
-    /// Queues a job that was counted as queued but handed to a waiting
-    /// thread's inbox, which closed before running it: the pool's workers
-    /// take it instead (it holds no permit; it was admitted as nested work).
-    pub(crate) fn requeue(self: &Arc<Self>, job: Arc<dyn Task>) {
-        let mut shared = lock(&self.shared);
-        if shared.shutdown && shared.active_threads == 0 {
-            drop(shared);
-            job.cancel_by_pool(self, EndedBy::Shutdown);
-            return;
-        }
-        shared.queue.push_back(job);
-        self.find_thread_for_new_job(shared);
-    }
-
     /// Starts one more active worker. Consumes the guard: the thread is
     /// counted under the lock but started with it released (a thread start
     /// takes tens of microseconds, and submitters, workers and the monitor
@@ -608,7 +652,7 @@ impl Inner {
     }
 
     fn worker_loop(self: Arc<Self>, slot: usize) {
-        WORKER_OF.with(|w| *w.borrow_mut() = Some(Arc::downgrade(&self)));
+        WORKER_OF.with(|w| *w.borrow_mut() = Some((Arc::downgrade(&self), slot)));
         let stat = monitor::own_stat_path();
         // The last job this thread ran. Its `Arc` may be the last one, and
         // dropping it runs user code (the value's `Drop`), so it is only ever
@@ -616,6 +660,7 @@ impl Inner {
         let mut finished: Option<Arc<dyn Task>> = None;
         let mut shared = lock(&self.shared);
         shared.workers[slot].stat = stat;
+        shared.workers[slot].thread = Some(std::thread::current());
         let in_closure = shared.workers[slot].in_closure.clone();
         'work: loop {
             while let Some(job) = shared.queue.pop_front() {
@@ -702,13 +747,6 @@ impl Inner {
         false
     }
 
-    /// Counts a job handed straight to a waiting pool thread's inbox: it is
-    /// queued (there) without taking a permit, since it runs on a thread
-    /// that already holds one.
-    pub(crate) fn job_queued_nested(&self) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub(crate) fn job_started(&self) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
     }
@@ -741,12 +779,18 @@ impl Inner {
             Err(Status::Running) => {
                 let mut shared = lock(&self.shared);
                 // Under the lock so the worker's `after_run` sees the
-                // abandonment and its accounting together.
-                let inline = job.core().abandon(EndedBy::Caller, true)?;
-                // A job run inline by a thread waiting for it in `block_on`
-                // holds no worker of its own: there is no thread to account
-                // for, only the outcome.
-                let budgeted = !inline && self.account_abandoned(&mut shared, &**job);
+                // abandonment and its accounting together, and so the
+                // runner's record (below) cannot change meanwhile.
+                job.core().abandon(EndedBy::Caller)?;
+                // A job a waiting pool thread runs while it helps holds no
+                // worker of its own: there is no thread to account for.
+                let helped = help::is_helped(&shared, &**job);
+                let budgeted = if helped {
+                    shared.helped_live -= 1;
+                    false
+                } else {
+                    self.account_abandoned(&mut shared, &**job)
+                };
                 let counter = match why {
                     GiveUp::Timeout => &self.counters.timed_out_running,
                     GiveUp::Dropped => &self.counters.cancelled_running,
@@ -759,7 +803,7 @@ impl Inner {
                 let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
                 // Replace the abandoned thread if queued work needs one;
                 // during a run-queued shutdown too, or that work is stranded.
-                if !inline
+                if !helped
                     && self.queued.load(Ordering::Relaxed) > 0
                     && shared.idle == 0
                     && shared.active_threads < self.config.max_threads
@@ -957,12 +1001,29 @@ impl Inner {
 
     /// True when no job some caller waits for is queued or running.
     fn is_settled(&self, shared: &Shared) -> bool {
+        self.is_settled_except(shared, None)
+    }
+
+    /// [`is_settled`](Self::is_settled), not counting the jobs running on
+    /// the thread in slot `except` (one that shuts its own pool down).
+    fn is_settled_except(&self, shared: &Shared, except: Option<usize>) -> bool {
         let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
-        self.queued.load(Ordering::Relaxed) == 0 && shared.busy <= abandoned
+        let (own_busy, own_helped) = help::own_live_jobs(shared, except);
+        self.queued.load(Ordering::Relaxed) == 0
+            && shared.busy - own_busy <= abandoned
+            && shared.helped_live == own_helped
     }
 
     fn notify_if_settled(&self, shared: &Shared) {
-        if self.is_settled(shared) {
+        // A thread shutting its own pool down waits for "all but its own
+        // jobs" (and may help meanwhile): it looks again at every change.
+        help::wake_shutdown_excepts(shared);
+        let settled = self.is_settled(shared)
+            || shared
+                .shutdown_excepts
+                .iter()
+                .any(|&slot| self.is_settled_except(shared, Some(slot)));
+        if settled {
             self.settled.notify_all();
             self.settled_async.notify_waiters();
         }
@@ -971,20 +1032,25 @@ impl Inner {
     /// At the shutdown deadline: releases the callers of every job still
     /// running (marking the jobs cancelled) and cancels what is still
     /// queued. Returns how many were abandoned and cancelled.
-    fn abandon_running(&self) -> (usize, usize) {
+    ///
+    /// Jobs helped by a waiting thread are abandoned too (their callers are
+    /// released), without thread accounting; the jobs on the thread in slot
+    /// `except`, which is shutting its own pool down, are left alone.
+    fn abandon_running(&self, except: Option<usize>) -> (usize, usize) {
         let mut shared = lock(&self.shared);
-        let running: Vec<Arc<dyn Task>> = shared
-            .workers
-            .iter()
-            .filter_map(|w| w.job.clone())
-            .collect();
+        let running = help::running_jobs(&shared, except);
         // Abandoned under the lock (with their accounting), but their
         // callers are woken and their permits released after it: wakers
         // are user code.
         let mut abandoned = Vec::new();
-        for job in &running {
+        for (job, helped) in &running {
             if job.try_abandon_by_pool() {
-                let budgeted = self.account_abandoned(&mut shared, &**job);
+                let budgeted = if *helped {
+                    shared.helped_live -= 1;
+                    false
+                } else {
+                    self.account_abandoned(&mut shared, &**job)
+                };
                 self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
                 abandoned.push((job.clone(), budgeted));
             }
@@ -1010,8 +1076,8 @@ impl Inner {
         (abandoned, cancelled)
     }
 
-    fn is_settled_now(&self) -> bool {
-        self.is_settled(&lock(&self.shared))
+    fn is_settled_now(&self, except: Option<usize>) -> bool {
+        self.is_settled_except(&lock(&self.shared), except)
     }
 
     pub(crate) fn completed_total(&self) -> u64 {

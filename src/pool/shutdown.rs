@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::Inner;
+use super::{Inner, help};
 use crate::sync::lock_std as lock;
 
 /// What shutdown does with jobs that are queued but not started.
@@ -69,10 +69,39 @@ struct Start {
     deadline: Option<Instant>,
     completed_before: u64,
     cancelled: u64,
+    /// Set when a thread of this very pool shuts it down (from a job).
+    except: Option<Except>,
+}
+
+/// A shutdown made on a thread of the pool it shuts down: it waits for
+/// everything but that thread's own jobs, which cannot settle while it
+/// waits. Registered with the pool while it lives, so the pool wakes it.
+struct Except {
+    pool: Arc<Inner>,
+    slot: usize,
+}
+
+impl Drop for Except {
+    fn drop(&mut self) {
+        help::end_except_slot(&self.pool, self.slot);
+    }
+}
+
+impl Start {
+    fn except_slot(&self) -> Option<usize> {
+        self.except.as_ref().map(|e| e.slot)
+    }
 }
 
 fn begin(inner: &Arc<Inner>, options: ShutdownOptions) -> Start {
     let at = Instant::now();
+    let except = super::current_slot_in(inner).map(|slot| {
+        help::except_slot(inner, slot);
+        Except {
+            pool: inner.clone(),
+            slot,
+        }
+    });
     let completed_before = inner.completed_total();
     let cancelled = inner.begin_shutdown(options.queued) as u64;
     Start {
@@ -80,14 +109,16 @@ fn begin(inner: &Arc<Inner>, options: ShutdownOptions) -> Start {
         deadline: at.checked_add(options.timeout),
         completed_before,
         cancelled,
+        except,
     }
 }
 
 fn finish(inner: &Inner, start: &Start) -> ShutdownReport {
-    let (abandoned, cancelled_late) = if inner.is_settled_now() {
+    let except = start.except_slot();
+    let (abandoned, cancelled_late) = if inner.is_settled_now(except) {
         (0, 0)
     } else {
-        inner.abandon_running()
+        inner.abandon_running(except)
     };
     ShutdownReport {
         completed: inner
@@ -101,6 +132,10 @@ fn finish(inner: &Inner, start: &Start) -> ShutdownReport {
 
 pub(super) fn shutdown_blocking(inner: &Arc<Inner>, options: ShutdownOptions) -> ShutdownReport {
     let start = begin(inner, options);
+    if start.except.is_some() {
+        wait_on_own_thread(inner, &start);
+        return finish(inner, &start);
+    }
     let mut shared = lock(&inner.shared);
     while !inner.is_settled(&shared) {
         let wait = match start.deadline {
@@ -118,6 +153,36 @@ pub(super) fn shutdown_blocking(inner: &Arc<Inner>, options: ShutdownOptions) ->
     }
     drop(shared);
     finish(inner, &start)
+}
+
+/// A shutdown from a job of the pool itself: parks until everything but
+/// this thread's jobs has settled (the pool unparks it at every change) or
+/// the deadline, helping run queued work meanwhile when nothing else can
+/// and the shutdown has no deadline (the rules of `help`).
+fn wait_on_own_thread(inner: &Arc<Inner>, start: &Start) {
+    let waiting = match start.deadline {
+        None => help::waiting_here(),
+        Some(_) => None,
+    };
+    loop {
+        if inner.is_settled_now(start.except_slot()) {
+            return;
+        }
+        let left = match start.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return,
+            },
+            None => None,
+        };
+        if waiting.as_ref().is_some_and(help::Waiting::try_help) {
+            continue;
+        }
+        match left {
+            Some(left) => std::thread::park_timeout(left),
+            None => std::thread::park(),
+        }
+    }
 }
 
 /// The future returned by [`BlockingPool::shutdown`](crate::BlockingPool::shutdown).
@@ -140,11 +205,14 @@ impl Shutdown {
         Shutdown {
             inner: Box::pin(async move {
                 let deadline = start.deadline.map(tokio::time::Instant::from_std);
+                // A pool thread driving this future must not help past the
+                // deadline (see `help`).
+                let _hold = deadline.and_then(|_| help::hold_here());
                 loop {
                     let notified = inner.settled_async.notified();
                     tokio::pin!(notified);
                     notified.as_mut().enable();
-                    if inner.is_settled_now() {
+                    if inner.is_settled_now(start.except_slot()) {
                         break;
                     }
                     match deadline {

@@ -1,8 +1,8 @@
 //! The job state machine: who may run, cancel, abandon or read a job.
 //!
 //! ```text
-//!            try_start             complete
-//!  QUEUED ─────────────▶ RUNNING(_INLINE) ──▶ COMPLETING ──▶ DONE
+//!            try_start          complete
+//!  QUEUED ─────────────▶ RUNNING ──────────▶ COMPLETING ──▶ DONE
 //!    │                      │
 //!    │ cancel(by)           │ abandon(by)
 //!    ▼                      ▼
@@ -29,9 +29,6 @@ const CANCELLED_BY_SHUTDOWN: u8 = 5;
 const CANCELLED_SPAWN_FAILED: u8 = 6;
 const ABANDONED_BY_CALLER: u8 = 7;
 const ABANDONED_BY_SHUTDOWN: u8 = 8;
-/// Running on a pool thread that waits in `block_on` for it (from its
-/// inbox), not on a worker of its own: abandoning it frees no thread.
-const RUNNING_INLINE: u8 = 9;
 
 /// Who ended a job early, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +72,16 @@ impl<F, T> JobCore<F, T> {
         decode(self.state.load(Ordering::Acquire))
     }
 
-    /// Claims a queued job for running, by a worker of its own or `inline`
-    /// by a thread waiting for it. Returns its closure, exactly once over the
-    /// job's life, or `None` if someone claimed or cancelled it first.
-    pub(crate) fn try_start(&self, inline: bool) -> Option<F> {
-        let running = if inline { RUNNING_INLINE } else { RUNNING };
+    /// Claims a queued job for running. Returns its closure, exactly once
+    /// over the job's life, or `None` if it was cancelled first.
+    ///
+    /// Who runs it (a worker of its own, or a pool thread helping while it
+    /// waits) is not decided here: only one thread takes a job out of the
+    /// pool's queue, and it records itself as the runner under the pool
+    /// lock before it calls this (see `pool::help`).
+    pub(crate) fn try_start(&self) -> Option<F> {
         self.state
-            .compare_exchange(QUEUED, running, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
         let func = lock(&self.func).take();
         debug_assert!(func.is_some(), "the start CAS winner owns the closure");
@@ -106,49 +106,25 @@ impl<F, T> JobCore<F, T> {
     }
 
     /// Abandons a running job: whoever calls this stops waiting for it. The
-    /// runner will drop the value when (if) the job returns. Returns whether
-    /// the job was running inline; `include_inline: false` abandons only a
-    /// job running on a worker of its own.
-    pub(crate) fn abandon(&self, by: EndedBy, include_inline: bool) -> Result<bool, Status> {
+    /// runner will drop the value when (if) the job returns.
+    pub(crate) fn abandon(&self, by: EndedBy) -> Result<(), Status> {
         let to = match by {
             EndedBy::Caller => ABANDONED_BY_CALLER,
             EndedBy::Shutdown | EndedBy::SpawnFailed => ABANDONED_BY_SHUTDOWN,
         };
-        match self
-            .state
+        self.state
             .compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Ok(false),
-            Err(RUNNING_INLINE) if include_inline => self
-                .state
-                .compare_exchange(RUNNING_INLINE, to, Ordering::AcqRel, Ordering::Acquire)
-                .map(|_| true)
-                .map_err(decode),
-            Err(now) => Err(decode(now)),
-        }
+            .map(|_| ())
+            .map_err(decode)
     }
 
     /// Publishes the job's value. If the job was abandoned meanwhile, hands
     /// the value back so the runner drops it on its own thread.
     pub(crate) fn complete(&self, value: T) -> Result<(), T> {
-        let claimed = match self.state.compare_exchange(
-            RUNNING,
-            COMPLETING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => true,
-            Err(RUNNING_INLINE) => self
-                .state
-                .compare_exchange(
-                    RUNNING_INLINE,
-                    COMPLETING,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok(),
-            Err(_) => false,
-        };
+        let claimed = self
+            .state
+            .compare_exchange(RUNNING, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         if !claimed {
             return Err(value);
         }
@@ -174,7 +150,7 @@ impl<F, T> JobCore<F, T> {
 fn decode(state: u8) -> Status {
     match state {
         QUEUED => Status::Queued,
-        RUNNING | RUNNING_INLINE => Status::Running,
+        RUNNING => Status::Running,
         COMPLETING => Status::Completing,
         DONE => Status::Done,
         CANCELLED_BY_CALLER => Status::Cancelled(EndedBy::Caller),
@@ -223,7 +199,7 @@ mod loom_models {
             let worker = {
                 let core = core.clone();
                 loom::thread::spawn(move || {
-                    if let Some(f) = core.try_start(false) {
+                    if let Some(f) = core.try_start() {
                         if let Err(value) = core.complete(f()) {
                             drop(value); // abandoned: dropped on the worker
                         }
@@ -234,9 +210,7 @@ mod loom_models {
                 let core = core.clone();
                 loom::thread::spawn(move || match core.cancel(EndedBy::Shutdown) {
                     Ok(_) => 1usize,
-                    Err(Status::Running) => {
-                        usize::from(core.abandon(EndedBy::Shutdown, false).is_ok())
-                    }
+                    Err(Status::Running) => usize::from(core.abandon(EndedBy::Shutdown).is_ok()),
                     Err(_) => 0,
                 })
             };
@@ -244,7 +218,7 @@ mod loom_models {
             // The caller gives up at once (a 0 ms deadline).
             let caller_resolved_itself = match core.cancel(EndedBy::Caller) {
                 Ok(_) => true,
-                Err(Status::Running) => core.abandon(EndedBy::Caller, true).is_ok(),
+                Err(Status::Running) => core.abandon(EndedBy::Caller).is_ok(),
                 Err(_) => false,
             };
             worker.join().unwrap();
@@ -270,53 +244,109 @@ mod loom_models {
         });
     }
 
-    /// Invariant: when a worker and a waiting thread (inline) race to claim
-    /// the same job, exactly one runs it; an abandonment reports `inline`
-    /// exactly when the inline claimer won (so thread accounting is done
-    /// only for jobs that hold a worker); shutdown, which only abandons
-    /// worker-run jobs, never abandons an inline one.
+    /// Invariant: a job has exactly one runner, and an abandonment accounts
+    /// for a thread exactly when that runner is a worker of its own. The
+    /// claim and help protocol of `pool::help`: a worker (pop) and a helping
+    /// waiter (remove) race to take the one queued job out of the queue; the
+    /// taker records itself as the runner under the queue lock and then
+    /// makes the start CAS. The caller gives up at once: it cancels, else
+    /// abandons under the same lock and reads the record. The helped count
+    /// returns to zero, the closure runs at most once, and a helped job's
+    /// abandonment never touches thread accounting.
     #[test]
-    fn loom_worker_vs_inline_claim_decides_who_accounts_for_the_thread() {
+    fn loom_worker_vs_helper_take_decides_who_accounts_for_the_thread() {
+        use loom::sync::Mutex as LoomMutex;
+        use std::collections::VecDeque;
+
+        type Core = JobCore<Box<dyn FnOnce() -> u32 + Send>, u32>;
+        #[derive(Default)]
+        struct Pool {
+            queue: VecDeque<Arc<Core>>,
+            /// The job the worker runs, and the one the helper runs.
+            worker_job: Option<Arc<Core>>,
+            helping: Option<Arc<Core>>,
+            helped_live: usize,
+            threads_accounted: usize,
+        }
+
         loom::model(|| {
             let runs = Arc::new(AtomicUsize::new(0));
-            let winner_inline = Arc::new(AtomicUsize::new(0)); // 1 worker, 2 inline
-            let core: Arc<JobCore<Box<dyn FnOnce() -> u32 + Send>, u32>> = {
+            let job: Arc<Core> = {
                 let runs = runs.clone();
                 Arc::new(JobCore::new(Box::new(move || {
                     runs.fetch_add(1, Ordering::SeqCst);
                     1
                 })))
             };
-            let claimers: Vec<_> = [false, true]
+            let pool = Arc::new(LoomMutex::new(Pool::default()));
+            pool.lock().unwrap().queue.push_back(job.clone());
+
+            let takers: Vec<_> = [false, true]
                 .into_iter()
-                .map(|inline| {
-                    let (core, winner) = (core.clone(), winner_inline.clone());
+                .map(|helper| {
+                    let pool = pool.clone();
                     loom::thread::spawn(move || {
-                        if let Some(f) = core.try_start(inline) {
-                            winner.store(if inline { 2 } else { 1 }, Ordering::SeqCst);
-                            let _ = core.complete(f());
+                        let taken = {
+                            let mut p = pool.lock().unwrap();
+                            let taken = p.queue.pop_front();
+                            if let Some(job) = &taken {
+                                if helper {
+                                    p.helping = Some(job.clone());
+                                    p.helped_live += 1;
+                                } else {
+                                    p.worker_job = Some(job.clone());
+                                }
+                            }
+                            taken
+                        };
+                        let Some(job) = taken else { return false };
+                        if let Some(f) = job.try_start() {
+                            let _ = job.complete(f());
                         }
+                        let mut p = pool.lock().unwrap();
+                        if helper {
+                            p.helping = None;
+                            if !matches!(job.status(), Status::Abandoned(_)) {
+                                p.helped_live -= 1;
+                            }
+                        } else {
+                            p.worker_job = None;
+                        }
+                        true
                     })
                 })
                 .collect();
-            let shutdown_abandoned = core.abandon(EndedBy::Shutdown, false);
-            let caller_abandoned = core.abandon(EndedBy::Caller, true);
-            for claimer in claimers {
-                claimer.join().unwrap();
+
+            let mut abandoned_helped = false;
+            match job.cancel(EndedBy::Caller) {
+                Ok(_) => {}
+                Err(Status::Running) => {
+                    let mut p = pool.lock().unwrap();
+                    if job.abandon(EndedBy::Caller).is_ok() {
+                        let helped = p.helping.as_ref().is_some_and(|h| Arc::ptr_eq(h, &job));
+                        if helped {
+                            p.helped_live -= 1;
+                            abandoned_helped = true;
+                        } else {
+                            assert!(
+                                p.worker_job.as_ref().is_some_and(|w| Arc::ptr_eq(w, &job)),
+                                "a running job is recorded by its runner"
+                            );
+                            p.threads_accounted += 1;
+                        }
+                    }
+                }
+                Err(_) => {}
             }
+            let took: Vec<bool> = takers.into_iter().map(|t| t.join().unwrap()).collect();
+            assert_eq!(took.iter().filter(|t| **t).count(), 1, "one taker");
             assert!(runs.load(Ordering::SeqCst) <= 1);
-            let winner = winner_inline.load(Ordering::SeqCst);
-            if let Ok(inline) = shutdown_abandoned {
-                assert!(!inline);
-                assert_eq!(winner, 1, "shutdown abandoned a worker-run job only");
+            let p = pool.lock().unwrap();
+            assert_eq!(p.helped_live, 0, "the helped count returns to zero");
+            if abandoned_helped {
+                assert_eq!(p.threads_accounted, 0, "a helped job frees no thread");
             }
-            if let Ok(inline) = caller_abandoned {
-                assert_eq!(
-                    inline,
-                    winner == 2,
-                    "inline is reported exactly when it won"
-                );
-            }
+            assert!(p.threads_accounted <= usize::from(took[0]));
         });
     }
 
@@ -348,7 +378,7 @@ mod loom_models {
                 loom::thread::spawn(move || {
                     let popped = queue.lock().unwrap().pop_front();
                     if let Some(job) = popped {
-                        if let Some(f) = job.try_start(false) {
+                        if let Some(f) = job.try_start() {
                             queued.fetch_sub(1, Ordering::SeqCst);
                             let value = f();
                             let abandoned_before = job.complete(value).is_err();
@@ -368,7 +398,7 @@ mod loom_models {
                     permits_released.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(Status::Running) => {
-                    if job.abandon(EndedBy::Caller, true).is_ok() {
+                    if job.abandon(EndedBy::Caller).is_ok() {
                         permits_released.fetch_add(1, Ordering::SeqCst); // within budget
                     }
                 }
@@ -410,7 +440,7 @@ mod loom_models {
             let worker = {
                 let (core, waker_slot) = (core.clone(), waker_slot.clone());
                 loom::thread::spawn(move || {
-                    let f = core.try_start(false).expect("nobody else starts it");
+                    let f = core.try_start().expect("nobody else starts it");
                     assert!(core.complete(f()).is_ok());
                     waker_slot.wake();
                 })
@@ -432,7 +462,7 @@ mod loom_models {
             let worker = {
                 let core = core.clone();
                 loom::thread::spawn(move || {
-                    let f = core.try_start(false).expect("nobody else starts it");
+                    let f = core.try_start().expect("nobody else starts it");
                     assert!(core.complete(f()).is_ok());
                 })
             };

@@ -30,6 +30,10 @@ pub(crate) struct CallSite {
     pub(crate) location: &'static Location<'static>,
     /// The runtime of the async caller, handed to nested `block_on`.
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The worker slot of the pool thread that made this call, when it was
+    /// made on a thread of the same pool (a nested offload): that thread,
+    /// if it ends up helping, runs its own nested jobs first.
+    pub(crate) made_on_slot: Option<usize>,
     /// The caller's span, entered on the pool thread while the job runs.
     #[cfg(feature = "tracing")]
     pub(crate) span: tracing::Span,
@@ -56,15 +60,15 @@ pub(crate) enum RunsOn<'a> {
     /// On a pool worker, which shows the monitor when it is inside the
     /// closure (and which one: the worker's job count).
     Worker(&'a InClosure, u64),
-    /// On a thread waiting for it in `block_on`.
-    Inline,
+    /// On a pool thread that helps while it waits (see `pool::help`).
+    Helper,
 }
 
 /// The queue's view of a job, independent of its value type.
 pub(crate) trait Task: JobInfo {
-    /// Runs the job if nobody claimed or cancelled it first: on a worker of
-    /// its own, or inline on a thread waiting for it in `block_on`.
-    /// Returns false for a job someone else took (a tombstone).
+    /// Runs the job unless it was cancelled first (a tombstone, for which
+    /// it returns false): on a worker of its own, or on a pool thread that
+    /// helps while it waits. The caller took it out of the queue.
     fn run(self: Arc<Self>, pool: &Inner, on: RunsOn<'_>) -> bool;
     /// Ends a queued job on the pool's initiative. True if it was queued.
     fn cancel_by_pool(&self, pool: &Inner, by: EndedBy) -> bool;
@@ -81,6 +85,9 @@ pub(crate) trait Task: JobInfo {
     /// code: never called under a pool lock, and a panicking waker is
     /// contained.
     fn release_permit(&self);
+    /// The worker slot of the pool thread that made the call, if the call
+    /// was made on a thread of this pool.
+    fn made_on_slot(&self) -> Option<usize>;
 }
 
 impl<T: Send + 'static> Job<T> {
@@ -152,7 +159,7 @@ impl<T: Send + 'static> JobInfo for Job<T> {
 
 impl<T: Send + 'static> Task for Job<T> {
     fn run(self: Arc<Self>, pool: &Inner, on: RunsOn<'_>) -> bool {
-        let Some(func) = self.core.try_start(matches!(on, RunsOn::Inline)) else {
+        let Some(func) = self.core.try_start() else {
             return false;
         };
         pool.job_started();
@@ -169,7 +176,7 @@ impl<T: Send + 'static> Task for Job<T> {
                 probe.leave();
                 outcome
             }
-            RunsOn::Inline => catch_unwind(AssertUnwindSafe(func)),
+            RunsOn::Helper => catch_unwind(AssertUnwindSafe(func)),
         });
         pool.run_time.record(started.elapsed());
         let outcome = outcome.map_err(|payload| {
@@ -216,9 +223,7 @@ impl<T: Send + 'static> Task for Job<T> {
     }
 
     fn try_abandon_by_pool(&self) -> bool {
-        // Only jobs holding a worker of their own: one running inline is
-        // released with the outer job whose thread it shares.
-        self.core.abandon(EndedBy::Shutdown, false).is_ok()
+        self.core.abandon(EndedBy::Shutdown).is_ok()
     }
 
     fn wake_caller(&self) {
@@ -242,6 +247,10 @@ impl<T: Send + 'static> Task for Job<T> {
     fn release_permit(&self) {
         let permit = lock(&self.permit).take();
         drop_quietly(permit);
+    }
+
+    fn made_on_slot(&self) -> Option<usize> {
+        self.site.made_on_slot
     }
 }
 

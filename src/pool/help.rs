@@ -1,0 +1,237 @@
+//! Help while waiting: a pool thread that waits (in `block_on`, or in a
+//! shutdown of its own pool) may run queued jobs of its pool itself, as a
+//! last resort.
+//!
+//! An offload made inside `block_on` on a pool thread (a *nested* offload)
+//! is queued like any other: it takes an admission permit, counts against
+//! the queue bound, is refused after shutdown, and free workers run it in
+//! parallel with everything else. The thread that waits for it does not
+//! run it, unless nothing else can:
+//!
+//! - no worker is idle (or already woken for work), and the pool cannot
+//!   grow: it is at `max_threads` (below that, the pool starts a thread
+//!   itself or the monitor does once it sees the waiting worker blocked);
+//! - the job has no deadline: a job run here could not be abandoned at its
+//!   deadline without abandoning the waiting thread's own work, and if its
+//!   caller is the very future this thread drives, nobody would even look
+//!   at the deadline until it returned;
+//! - the wait itself has no deadline (`block_on`, not `block_on_timeout`;
+//!   a shutdown without a timeout), and no offload with a deadline that the
+//!   waiting future has polled is still pending (a [`Hold`]): while the
+//!   thread helps, nobody polls that future, so nobody would release such
+//!   a caller at its deadline.
+//!
+//! A thread that helps takes its own nested jobs first (those made on this
+//! thread), then any other in queue order. A job with a deadline that no
+//! thread frees up for stays queued and times out in the `Queued` phase,
+//! like any other.
+//!
+//! Who runs a job is decided when it is taken out of the queue, under the
+//! pool lock, by exactly one thread (a worker's pop or a helper's remove);
+//! that thread records itself as the runner (the worker slot's `job`, or
+//! the helper's `helping` stack) under the same lock, then claims the job
+//! with the state machine's single start CAS. An abandonment looks at the
+//! record under the same lock, so it knows whether a worker's thread must
+//! be accounted for: the record cannot change while it looks.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::state::Status;
+use super::task::{RunsOn, Task};
+use super::{Inner, Shared};
+use crate::sync::lock_std as lock;
+
+thread_local! {
+    /// The hold count of the innermost helping wait on this thread.
+    static HOLDS: RefCell<Option<Arc<AtomicUsize>>> = const { RefCell::new(None) };
+}
+
+/// A pool thread waiting for something, registered so that it may help its
+/// pool (and be woken when it should). Dropping it ends the registration.
+pub(crate) struct Waiting {
+    pool: Arc<Inner>,
+    slot: usize,
+    /// Offloads with a deadline that the waiting future polled and that are
+    /// still pending: while any is, this wait does not help.
+    holds: Arc<AtomicUsize>,
+    previous_holds: Option<Arc<AtomicUsize>>,
+}
+
+/// Registers the current thread, if it is a pool thread, as waiting in a
+/// way that may help its pool: its wait has no deadline of its own.
+pub(crate) fn waiting_here() -> Option<Waiting> {
+    let (pool, slot) = super::current_worker()?;
+    lock(&pool.shared).workers[slot].waiting += 1;
+    let holds = Arc::new(AtomicUsize::new(0));
+    let previous_holds = HOLDS.with(|h| h.replace(Some(holds.clone())));
+    Some(Waiting {
+        pool,
+        slot,
+        holds,
+        previous_holds,
+    })
+}
+
+impl Waiting {
+    /// Runs one queued job of the pool here if, and only if, nothing else
+    /// can run it and helping breaks no deadline (see the module docs).
+    /// True if it ran one (or took a tombstone out of the queue).
+    pub(crate) fn try_help(&self) -> bool {
+        if self.holds.load(Ordering::Acquire) > 0 || self.pool.queued.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.pool.help_one(self.slot)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let previous = self.previous_holds.take();
+        let _ = HOLDS.try_with(|h| *h.borrow_mut() = previous);
+        lock(&self.pool.shared).workers[self.slot].waiting -= 1;
+    }
+}
+
+/// A pending offload with a deadline, polled by a future that a pool thread
+/// drives while it may help: that thread does not help while this lives.
+pub(crate) struct Hold(Arc<AtomicUsize>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A [`Hold`] on the helping wait of this thread, if one is in progress.
+pub(crate) fn hold_here() -> Option<Hold> {
+    let holds = HOLDS.try_with(|h| h.borrow().clone()).ok().flatten()?;
+    holds.fetch_add(1, Ordering::AcqRel);
+    Some(Hold(holds))
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// See [`Waiting::try_help`].
+    fn help_one(self: &Arc<Self>, slot: usize) -> bool {
+        let mut shared = lock(&self.shared);
+        if shared.idle + shared.pending_wakeups > 0
+            || shared.active_threads < self.config.max_threads
+        {
+            return false;
+        }
+        let helpable =
+            |job: &Arc<dyn Task>| job.status() == Status::Queued && job.deadline().is_none();
+        let pick = shared
+            .queue
+            .iter()
+            .position(|job| helpable(job) && job.made_on_slot() == Some(slot))
+            .or_else(|| shared.queue.iter().position(helpable));
+        let Some(index) = pick else {
+            return false;
+        };
+        let job = shared
+            .queue
+            .remove(index)
+            .expect("the index was found in this queue under this lock");
+        shared.workers[slot].helping.push(job.clone());
+        shared.helped_live += 1;
+        drop(shared);
+        // `run` catches the job's panics; this catches a waker's.
+        let _ = catch_unwind(AssertUnwindSafe(|| job.clone().run(self, RunsOn::Helper)));
+        let mut shared = lock(&self.shared);
+        let record = shared.workers[slot].helping.pop();
+        // An abandonment (under this lock) already uncounted it.
+        if !matches!(job.status(), Status::Abandoned(_)) {
+            shared.helped_live -= 1;
+        }
+        if shared.shutdown {
+            self.notify_if_settled(&shared);
+        }
+        drop(shared);
+        // The last `Arc` of a job may drop user values: never under the lock.
+        super::task::drop_quietly((record, job));
+        true
+    }
+}
+
+/// Whether `job` is being run by a helping thread (rather than a worker).
+/// Called under the pool lock, which keeps the record still.
+pub(super) fn is_helped<T: ?Sized>(shared: &Shared, job: &T) -> bool {
+    let job = std::ptr::from_ref(job).cast::<()>();
+    shared.workers.iter().any(|w| {
+        w.helping
+            .iter()
+            .any(|h| std::ptr::eq(Arc::as_ptr(h).cast::<()>(), job))
+    })
+}
+
+/// Every job running on a pool thread, each marked if it is helped; the
+/// jobs of the thread in slot `except` left out.
+pub(super) fn running_jobs(shared: &Shared, except: Option<usize>) -> Vec<(Arc<dyn Task>, bool)> {
+    let mut running = Vec::new();
+    for (slot, worker) in shared.workers.iter().enumerate() {
+        if Some(slot) == except {
+            continue;
+        }
+        running.extend(worker.job.iter().map(|job| (job.clone(), false)));
+        running.extend(worker.helping.iter().map(|job| (job.clone(), true)));
+    }
+    running
+}
+
+/// How many of the jobs counted in `busy` and `helped_live` run on the
+/// thread in slot `except`, not abandoned.
+pub(super) fn own_live_jobs(shared: &Shared, except: Option<usize>) -> (usize, usize) {
+    let Some(worker) = except.and_then(|slot| shared.workers.get(slot)) else {
+        return (0, 0);
+    };
+    let live = |job: &Arc<dyn Task>| !matches!(job.status(), Status::Abandoned(_));
+    let busy = worker.job.iter().filter(|job| live(job)).count();
+    let helped = worker.helping.iter().filter(|job| live(job)).count();
+    (busy, helped)
+}
+
+/// Wakes a pool thread that waits and may help, for a job queued when no
+/// thread can take it: the thread that made it (`made_on`) if it waits,
+/// else any. Consumes the guard: the thread is woken with the lock released.
+pub(super) fn wake_a_helper(shared: std::sync::MutexGuard<'_, Shared>, made_on: Option<usize>) {
+    let waits = |slot: &usize| shared.workers.get(*slot).is_some_and(|w| w.waiting > 0);
+    let slot = made_on
+        .filter(waits)
+        .or_else(|| shared.workers.iter().position(|w| w.waiting > 0));
+    let thread = slot.and_then(|slot| shared.workers[slot].thread.clone());
+    drop(shared);
+    if let Some(thread) = thread {
+        thread.unpark();
+    }
+}
+
+/// Wakes the threads that shut their own pool down, to look again.
+pub(super) fn wake_shutdown_excepts(shared: &Shared) {
+    for &slot in &shared.shutdown_excepts {
+        if let Some(thread) = &shared.workers[slot].thread {
+            thread.unpark();
+        }
+    }
+}
+
+/// Registers the thread in slot `slot` as shutting its own pool down.
+pub(super) fn except_slot(pool: &Inner, slot: usize) {
+    lock(&pool.shared).shutdown_excepts.push(slot);
+}
+
+/// Ends [`except_slot`].
+pub(super) fn end_except_slot(pool: &Inner, slot: usize) {
+    let mut shared = lock(&pool.shared);
+    if let Some(i) = shared.shutdown_excepts.iter().position(|&s| s == slot) {
+        shared.shutdown_excepts.swap_remove(i);
+    }
+}
