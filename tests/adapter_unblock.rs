@@ -277,3 +277,40 @@ async fn dropping_the_stream_stops_its_step_after_the_item_in_progress() {
             .expect("the iterator is dropped soon after the stream");
     assert!(made_at_drop < 10_000, "{made_at_drop}");
 }
+
+// ---- Nesting: sync → async → sync and back ----
+
+#[test]
+fn an_unblock_read_and_written_through_blocking_io_from_a_plain_and_a_pool_thread() {
+    use colorseam::adapter::BlockingIo;
+    let run = || {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut io =
+            BlockingIo::new(Unblock::new(io::Cursor::new(data.clone())).with_capacity(100));
+        let mut out = Vec::new();
+        io.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let sink = Shared::default();
+        let mut w = BlockingIo::new(Unblock::new(sink.clone()).with_capacity(10));
+        w.write_all(&data).unwrap();
+        w.flush().unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), data);
+    };
+    run();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(colorseam::offload(run)).unwrap();
+}
+
+#[test]
+fn an_unblock_iter_read_through_a_blocking_stream_from_a_plain_and_a_pool_thread() {
+    use colorseam::adapter::BlockingStream;
+    let run = || {
+        let items: Vec<u32> = BlockingStream::new(UnblockIter::new(0..1000u32).with_capacity(7))
+            .map(|item| item.unwrap().unwrap())
+            .collect();
+        assert_eq!(items, (0..1000).collect::<Vec<_>>());
+    };
+    run();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(colorseam::offload(run)).unwrap();
+}

@@ -87,22 +87,10 @@ pin_project_lite::pin_project! {
         offload: Offload<Ran<R>>,
         panic_policy: PanicPolicy,
         // A thread-bound call's link to its thread, to retire it if the
-        // call is abandoned while it runs.
+        // call is abandoned while it runs. Declared after `offload`, so
+        // that on drop the call is abandoned first and then checked (see
+        // `BoundCall`'s `Drop`).
         bound: Option<BoundCall>,
-    }
-
-    impl<R> PinnedDrop for AdapterCall<R>
-    where
-        R: Send,
-        R: 'static,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            // Before the `Offload` is dropped (and abandons the call): a
-            // call given up on while it runs leaves its thread stuck.
-            if let Some(bound) = this.project().bound.take() {
-                bound.retire_if_running();
-            }
-        }
     }
 }
 
@@ -112,8 +100,8 @@ impl<R: Send + 'static> Future for AdapterCall<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.offload.poll(cx));
-        // Resolved: nothing is left to abandon.
-        let bound = this.bound.take();
+        // Resolved: nothing is left to abandon on drop.
+        let bound = this.bound.take().map(BoundCall::disarm);
         Poll::Ready(match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(refusal)) => {
@@ -582,9 +570,28 @@ struct BoundCall {
     progress: Arc<AtomicU8>,
     location: &'static Location<'static>,
     started: Instant,
+    /// Check for a stuck thread when dropped (the future was dropped
+    /// before it resolved).
+    armed: bool,
+}
+
+impl Drop for BoundCall {
+    fn drop(&mut self) {
+        // The `Offload` beside it has been dropped already, abandoning a
+        // running call: a call abandoned before it started sees that and
+        // never runs, one already under way is found running here.
+        if self.armed {
+            self.retire_if_running();
+        }
+    }
 }
 
 impl BoundCall {
+    fn disarm(mut self) -> Self {
+        self.armed = false;
+        self
+    }
+
     /// Retires the generation if this call is running on it: called when
     /// its caller gives up (deadline or drop).
     fn retire_if_running(&self) {
@@ -849,6 +856,12 @@ impl<T: 'static> ThreadBound<T> {
                     if *stuck {
                         return Err(Refusal::Stuck);
                     }
+                    // Abandoned between the pool starting the job and here:
+                    // nobody waits, and its caller saw it "waiting", so it
+                    // must not run (it could get stuck unnoticed).
+                    if crate::job::current().is_some_and(|job| job.is_cancelled()) {
+                        return Err(Refusal::Stuck);
+                    }
                     progress.store(CALL_RUNNING, Ordering::Release);
                 }
                 let in_call = InCall::enter(core.id);
@@ -879,6 +892,7 @@ impl<T: 'static> ThreadBound<T> {
                 progress,
                 location,
                 started,
+                armed: true,
             }),
         }
     }
