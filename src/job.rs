@@ -140,7 +140,14 @@ impl JobContext {
     }
 
     /// The tokio runtime of the async caller that submitted the job, if it
-    /// was submitted from inside one.
+    /// was submitted from inside one and that runtime has not shut down.
+    /// `None` for a detached job: nobody waits for it, so nothing keeps
+    /// that runtime running.
+    ///
+    /// The closure runs with this runtime entered (as a `spawn_blocking`
+    /// closure does), or with colorseam's bridge runtime where this is
+    /// `None` when the job starts, so `tokio::spawn`, `Handle::current()`
+    /// and `tokio::fs` work inside it.
     pub fn runtime(&self) -> Option<&tokio::runtime::Handle> {
         self.info.runtime()
     }

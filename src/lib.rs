@@ -109,6 +109,7 @@
 
 pub mod adapter;
 mod bridge;
+mod caller_runtime;
 mod deadline;
 pub mod detect;
 mod error;

@@ -28,6 +28,15 @@ pin_project_lite::pin_project! {
     /// submitted when the call is made, not when the future is first polled,
     /// so its deadline runs from the call.
     ///
+    /// The closure runs in its caller's world, as a `spawn_blocking`
+    /// closure does: the tokio runtime current where the call was made is
+    /// entered around it, so `tokio::spawn`, `Handle::current()` and
+    /// `tokio::fs` (driven by `Handle::current().block_on` or
+    /// [`block_on`](crate::block_on)) work inside. Where no runtime was
+    /// current, or that runtime has shut down by the time the job starts,
+    /// colorseam's bridge runtime is entered instead, and a `block_on` in
+    /// the closure falls back to the bridge the same way.
+    ///
     /// # Errors
     ///
     /// Resolves to an [`Error`] when the deadline passes (in any phase), the
@@ -100,7 +109,7 @@ impl<T: Send + 'static> Offload<T> {
         location: &'static Location<'static>,
     ) -> Self {
         let called_at = Instant::now();
-        let runtime = tokio::runtime::Handle::try_current().ok();
+        let runtime = crate::caller_runtime::CallerRuntime::current();
         let site = CallSite {
             called_at,
             deadline,

@@ -306,6 +306,9 @@ impl BlockingPool {
     /// panics, or is cancelled by shutdown), the failure is counted in
     /// [`OutcomeCounters::detached_failures`] and sent to the pool's
     /// [error sink](Builder::error_sink). Detached jobs have no deadline.
+    /// The closure runs with colorseam's bridge runtime entered, wherever it
+    /// was detached from: nobody waits for it, so the caller's runtime may
+    /// be gone before it runs.
     ///
     /// # Errors
     ///
@@ -341,7 +344,9 @@ impl BlockingPool {
             called_at,
             deadline: None,
             location,
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            // Nobody waits for a detached job, so nothing keeps the
+            // caller's runtime running for it: it uses the bridge.
+            runtime: None,
             made_on_slot: current_slot_in(&inner),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),

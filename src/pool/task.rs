@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::Inner;
 use super::monitor::InClosure;
 use super::state::{EndedBy, JobCore, Status};
+use crate::caller_runtime::CallerRuntime;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::job::JobInfo;
 use crate::sync::AtomicWaker;
@@ -28,8 +29,10 @@ pub(crate) struct CallSite {
     pub(crate) called_at: Instant,
     pub(crate) deadline: Option<Instant>,
     pub(crate) location: &'static Location<'static>,
-    /// The runtime of the async caller, handed to nested `block_on`.
-    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The runtime of the async caller: entered around the closure and
+    /// handed to a `block_on` inside it, while it runs. `None` for a
+    /// detached job (nobody waits, so no runtime is known to run for it).
+    pub(crate) runtime: Option<CallerRuntime>,
     /// The worker slot of the pool thread that made this call, when it was
     /// made on a thread of the same pool (a nested offload): that thread,
     /// if it ends up helping, runs its own nested jobs first.
@@ -153,7 +156,7 @@ impl<T: Send + 'static> JobInfo for Job<T> {
         &self.pool_name
     }
     fn runtime(&self) -> Option<&tokio::runtime::Handle> {
-        self.site.runtime.as_ref()
+        self.site.runtime.as_ref().and_then(CallerRuntime::handle)
     }
 }
 
@@ -169,6 +172,14 @@ impl<T: Send + 'static> Task for Job<T> {
         let info: Arc<dyn JobInfo> = self.clone();
         #[cfg(feature = "tracing")]
         let _entered = self.site.span.enter();
+        // The caller's world, as in `spawn_blocking`: `tokio::spawn`,
+        // `Handle::current()` and `tokio::fs` in the closure use the
+        // submitting caller's runtime while it runs, else the bridge's.
+        let runtime = self
+            .runtime()
+            .cloned()
+            .or_else(|| crate::bridge::bridge_handle().ok());
+        let _in_runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
         let outcome = crate::job::enter(info, || match on {
             RunsOn::Worker(probe, id) => {
                 probe.enter(id);
