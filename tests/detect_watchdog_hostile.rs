@@ -480,3 +480,62 @@ fn a_stall_on_a_multi_thread_runtime_under_load_is_reported_once() {
     assert_eq!(watchdog.stalls(), 1, "{seen:#?}");
     assert_eq!(seen[0].task.as_deref(), Some("the-stall"));
 }
+
+#[test]
+fn a_watchdog_scoped_to_one_block_on_reports_nothing_after_it() {
+    // The remedy the docs give for a current-thread runtime driven now and
+    // then: watch it inside the `block_on`, drop the watchdog before it
+    // returns.
+    let rt = current_thread();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let s = seen.clone();
+    rt.block_on(async move {
+        let _watchdog = Watchdog::builder()
+            .threshold(Duration::from_millis(50))
+            .on_report(move |_| {
+                s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .install(&tokio::runtime::Handle::current())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    });
+    std::thread::sleep(Duration::from_millis(400)); // undriven, unwatched
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_slow_instrumented_poll_off_the_runtime_workers_is_not_a_stall() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (watchdog, seen) = watch(rt.handle());
+    let pool = colorseam::BlockingPool::builder()
+        .name("dw-off-worker")
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Blocking threads and pool threads are inside the runtime's context
+        // but are not its workers: blocking there is what they are for.
+        tokio::task::spawn_blocking(|| {
+            futures::executor::block_on(instrument(
+                async { std::thread::sleep(4 * THRESHOLD) },
+                "in-spawn-blocking",
+            ))
+        })
+        .await
+        .unwrap();
+        pool.offload(|| {
+            futures::executor::block_on(instrument(
+                async { std::thread::sleep(4 * THRESHOLD) },
+                "in-a-pool-job",
+            ))
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(THRESHOLD).await;
+    });
+    assert!(reports(&seen).is_empty(), "{:#?}", reports(&seen));
+    assert_eq!(watchdog.stalls(), 0);
+}

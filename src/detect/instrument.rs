@@ -21,10 +21,11 @@ const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(10);
 pub(crate) struct ThreadMark {
     pub(crate) thread: ThreadId,
     pub(crate) name: Option<String>,
-    /// The [`runtime_key`] of the runtime the current (or last) instrumented
-    /// poll ran under; 0 for none. Written per poll, not once per thread: a
-    /// thread may poll under `futures::executor` first and drive a tokio
-    /// runtime later, or drive one runtime after another.
+    /// The [`runtime_key`] of the runtime whose worker runs the current
+    /// instrumented poll; 0 when it is not on a worker. Written per poll,
+    /// not once per thread: a thread may poll under `futures::executor`
+    /// first and drive a tokio runtime later, or drive one runtime after
+    /// another.
     pub(crate) runtime: AtomicU64,
     /// When the current instrumented poll began; 0 when not polling one.
     pub(crate) polling_since: AtomicU64,
@@ -229,14 +230,22 @@ impl<F: Future> Future for Instrumented<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let task = tokio::task::try_id();
-        if task.is_none() || task != *this.seen_task {
-            // Outside a tokio task (a runtime's `block_on` future, another
-            // executor) there is nothing to cache on: ask every time.
-            *this.seen_task = task;
-            *this.seen_runtime = current_runtime_key();
-        }
-        let polling = Polling::begin(*this.id, *this.seen_runtime, stamp_now());
+        // Only a poll on one of a runtime's workers can stall it: a blocking
+        // thread, a colorseam pool thread or a plain thread that merely
+        // entered the runtime may block as long as it likes.
+        let runtime = if tokio::runtime::worker_index().is_some() {
+            let task = tokio::task::try_id();
+            if task.is_none() || task != *this.seen_task {
+                // Outside a tokio task (a current-thread runtime's
+                // `block_on` future) there is nothing to cache on: ask.
+                *this.seen_task = task;
+                *this.seen_runtime = current_runtime_key();
+            }
+            *this.seen_runtime
+        } else {
+            0
+        };
+        let polling = Polling::begin(*this.id, runtime, stamp_now());
         let result = this.future.poll(cx);
         let nanos = polling.end(stamp_now());
         let c = this.counters;

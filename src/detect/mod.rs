@@ -34,9 +34,13 @@
 //! heartbeat (always on a current-thread runtime; on a multi-thread
 //! runtime, when no worker is free to run it), but without a task name, and
 //! on a multi-thread runtime whose other workers keep scheduling it may go
-//! unseen. Instrument the tasks you care about. It costs two clock reads
-//! per poll, a thread-local read and a few plain stores (no locked
-//! instructions); see `benches/detect.rs`.
+//! unseen. Only polls on a runtime's workers are watched: a slow poll on a
+//! blocking thread, a colorseam pool thread, or the thread in a
+//! multi-thread runtime's `block_on` (not a worker) stalls no worker, and
+//! is counted and reported as a slow poll but not as a stall. Instrument
+//! the tasks you care about. It costs two clock reads per poll, two
+//! thread-local reads and a few plain stores (no locked instructions); see
+//! `benches/detect.rs`.
 //!
 //! Idle is told from blocked where tokio lets us: a runtime whose workers
 //! are all parked (tokio's park/unpark counts) is idle, and one that was
