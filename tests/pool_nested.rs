@@ -61,6 +61,91 @@ fn nested_jobs_that_wait_on_each_other_run_in_parallel_on_idle_threads() {
     assert!(a_saw_b && b_saw_a, "a saw b: {a_saw_b}, b saw a: {b_saw_a}");
 }
 
+/// Helping is a last resort: while the pool can start a thread, nested work
+/// runs on another thread, not on the one waiting for it.
+#[test]
+fn a_nested_offload_runs_on_another_thread_while_the_pool_can_grow() {
+    let pool = pool("nst-grow", 4);
+    let p = pool.clone();
+    let (outer, nested) = within(move || {
+        colorseam::block_on(p.clone().offload(move || {
+            let outer = std::thread::current().id();
+            let nested = colorseam::block_on(async move {
+                p.offload(|| std::thread::current().id()).await.unwrap()
+            })
+            .unwrap();
+            (outer, nested)
+        }))
+        .unwrap()
+        .unwrap()
+    });
+    assert_ne!(outer, nested);
+}
+
+/// Past the core count the pool grows only for blocked workers: the monitor
+/// sees every thread waiting in `block_on` and starts threads for their
+/// nested jobs, rather than the waiting threads running them.
+#[test]
+fn past_the_core_count_blocked_waiters_get_new_threads_rather_than_helping() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = pool("nst-past", 2 * cores);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(cores));
+    let p = pool.clone();
+    let pairs = within(move || {
+        colorseam::block_on(async move {
+            let outers: Vec<_> = (0..cores)
+                .map(|_| {
+                    let (inner, barrier) = (p.clone(), barrier.clone());
+                    p.offload(move || {
+                        let outer = std::thread::current().id();
+                        barrier.wait();
+                        let nested = colorseam::block_on(async move {
+                            inner.offload(|| std::thread::current().id()).await.unwrap()
+                        })
+                        .unwrap();
+                        (outer, nested)
+                    })
+                })
+                .collect();
+            let mut pairs = Vec::new();
+            for outer in outers {
+                pairs.push(outer.await.unwrap());
+            }
+            pairs
+        })
+        .unwrap()
+    });
+    for (outer, nested) in pairs {
+        assert_ne!(outer, nested);
+    }
+}
+
+/// Admission applies to nested work: on a full pool a nested `try_offload`
+/// is refused as saturated, like any other.
+#[test]
+fn a_nested_try_offload_to_a_full_pool_is_refused() {
+    let pool = BlockingPool::builder()
+        .name("nst-full")
+        .max_threads(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let p = pool.clone();
+    let (refused, filler) = within(move || {
+        colorseam::block_on(p.clone().offload(move || {
+            // Takes the last permit: the only thread is this one.
+            let filler = p.offload(|| "filler ran");
+            let refused = colorseam::block_on(async { p.try_offload(|| 1).await }).unwrap();
+            (refused, colorseam::block_on(filler).unwrap())
+        }))
+        .unwrap()
+        .unwrap()
+    });
+    let err = refused.unwrap_err();
+    assert!(err.is_saturated(), "{err}");
+    assert_eq!(filler.unwrap(), "filler ran");
+}
+
 #[test]
 fn a_nested_job_can_wait_for_the_async_work_of_the_future_that_made_it() {
     let pool = pool("nst-async", 4);
@@ -394,65 +479,6 @@ fn the_async_shutdown_from_a_job_of_the_same_pool_returns() {
     });
     let report = report.unwrap().unwrap().unwrap();
     assert_eq!(report.abandoned, 0);
-}
-
-/// Resident set size of this process, from /proc; `None` without /proc.
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn block_on_offload_loop(iterations: u64) -> Option<(u64, u64)> {
-    let pool = BlockingPool::builder()
-        .name("nst-rss")
-        .max_threads(1)
-        .queue_capacity(4)
-        .build()
-        .unwrap();
-    let p = pool.clone();
-    let grown = within(move || {
-        colorseam::block_on(p.clone().offload(move || {
-            for _ in 0..2_000 {
-                colorseam::block_on(p.offload(|| ())).unwrap().unwrap();
-            }
-            let before = rss_kib()?;
-            for _ in 0..iterations {
-                colorseam::block_on(p.offload(|| ())).unwrap().unwrap();
-            }
-            Some((before, rss_kib()?))
-        }))
-        .unwrap()
-        .unwrap()
-    });
-    assert_eq!(pool.metrics().queue_depth, 0);
-    grown
-}
-
-#[test]
-fn a_job_looping_block_on_offload_keeps_memory_flat() {
-    // 40k iterations grew RSS by ~9 MB with the old design (tombstones).
-    let Some((before, after)) = block_on_offload_loop(40_000) else {
-        return; // no /proc: nothing to measure
-    };
-    let grown = after.saturating_sub(before);
-    assert!(
-        grown < 3 * 1024,
-        "RSS grew by {grown} KiB ({before} → {after})"
-    );
-}
-
-#[test]
-#[ignore = "soak: a million round trips, run by hand"]
-fn a_million_block_on_offload_round_trips_keep_memory_flat() {
-    let Some((before, after)) = block_on_offload_loop(1_000_000) else {
-        return;
-    };
-    let grown = after.saturating_sub(before);
-    assert!(
-        grown < 3 * 1024,
-        "RSS grew by {grown} KiB ({before} → {after})"
-    );
 }
 
 trait RefusedNow {
