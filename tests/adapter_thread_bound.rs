@@ -521,3 +521,23 @@ async fn a_factory_that_calls_its_own_adapter_is_refused_and_the_call_fails_clea
     assert_eq!(conn.call(|n| *n + 1).await.unwrap(), 42);
     assert!(SAW_REENTRANT.load(Ordering::SeqCst));
 }
+
+#[test]
+fn an_adapter_dropped_while_its_owner_unwinds_still_drops_the_resource_on_its_thread() {
+    let (tx, dropped) = std::sync::mpsc::channel();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let conn = ThreadBound::new("tb-unwind", move || Traced {
+        made_on: std::thread::current().id(),
+        dropped: tx.clone(),
+    })
+    .unwrap();
+    rt.block_on(async { conn.call(|_| ()).await }).unwrap();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _owned = conn;
+        panic!("the owner blew up");
+    }));
+    assert!(unwound.is_err());
+    let (made_on, dropped_on) = dropped.recv_timeout(LONG).unwrap();
+    assert_eq!(made_on, dropped_on);
+    assert_ne!(dropped_on, std::thread::current().id());
+}

@@ -314,3 +314,58 @@ fn an_unblock_iter_read_through_a_blocking_stream_from_a_plain_and_a_pool_thread
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(colorseam::offload(run)).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_is_not_starved_by_a_reader_that_always_has_data() {
+    writer_keeps_pace_with_a_firehose_reader().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_writer_is_not_starved_by_a_reader_that_always_has_data_on_one_thread() {
+    writer_keeps_pace_with_a_firehose_reader().await;
+}
+
+async fn writer_keeps_pace_with_a_firehose_reader() {
+    struct Firehose(Shared);
+    impl Read for Firehose {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(9);
+            Ok(buf.len())
+        }
+    }
+    impl Write for Firehose {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Shared::default();
+    let (mut reader, mut writer) =
+        tokio::io::split(Unblock::new(Firehose(sink.clone())).with_capacity(64));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let read = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        let mut total = 0u64;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            total += reader.read(&mut buf).await.unwrap() as u64;
+        }
+        total
+    });
+    let wrote = tokio::time::timeout(Duration::from_secs(10), async {
+        for _ in 0..50 {
+            writer.write_all(&[1u8; 64]).await.unwrap();
+            writer.flush().await.unwrap();
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let read_total = read.await.unwrap();
+    assert!(
+        wrote.is_ok(),
+        "the writer finished (reader read {read_total} bytes meanwhile)"
+    );
+    assert_eq!(sink.0.lock().unwrap().len(), 50 * 64);
+}

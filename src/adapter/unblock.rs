@@ -129,7 +129,10 @@ fn lost() -> io::Error {
 /// blocks until the peer answers a write still in this `Unblock`'s buffer
 /// never returns: the write cannot start until the read ends. For real full
 /// duplex, split the inner value itself (`TcpStream::try_clone`, the two
-/// ends of a child's pipes) and wrap each part in its own `Unblock`.
+/// ends of a child's pipes) and wrap each part in its own `Unblock`. When
+/// a step ends, the half that polls first starts the next; neither is given
+/// priority (a reader that always finds data does not starve a writer in
+/// practice, since the writer only needs one poll to start its step).
 ///
 /// ### Errors
 ///
