@@ -127,8 +127,9 @@ pub use bridge::{
     context,
 };
 pub use error::{ConfigError, Error, ErrorKind, Phase};
-pub use offload::{Batch, Offload, TryBatch, default_pool, offload, offload_timeout};
+pub use offload::{Batch, Offload, TryBatch, offload, offload_timeout};
 pub use pool::BlockingPool;
+pub use pool::default::default_pool;
 
 // The README's snippets are compiled and run as doctests.
 #[cfg(doctest)]

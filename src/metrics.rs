@@ -5,6 +5,7 @@
 //! which. Snapshots are plain data: cheap to clone, print or export.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// Snapshots of every live pool in the process, in creation order: the
@@ -26,7 +27,34 @@ use std::time::Duration;
 /// # }
 /// ```
 pub fn all() -> Vec<PoolMetrics> {
-    crate::pool::all_metrics()
+    // Upgraded first and snapshotted with the registry unlocked: a snapshot
+    // takes the pool's own lock, and a pool built meanwhile registers here.
+    let sources: Vec<Arc<dyn Source>> = crate::sync::lock_std(&SOURCES)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    sources.iter().map(|source| source.snapshot()).collect()
+}
+
+/// Something [`all`] reports on: a pool (adapters' pools included).
+///
+/// Pools register themselves here when they are built, so this module
+/// knows nothing of the pool's internals and the module graph has no cycle
+/// (`pool` uses `metrics` for its snapshot types, never the reverse).
+pub(crate) trait Source: Send + Sync {
+    /// A snapshot of the source now.
+    fn snapshot(&self) -> PoolMetrics;
+}
+
+/// Every registered source, in creation order; dead entries are dropped
+/// at the next registration.
+static SOURCES: Mutex<Vec<Weak<dyn Source>>> = Mutex::new(Vec::new());
+
+/// Makes `source` appear in [`all`] for as long as it is alive.
+pub(crate) fn register(source: Weak<dyn Source>) {
+    let mut sources = crate::sync::lock_std(&SOURCES);
+    sources.retain(|s| s.strong_count() > 0);
+    sources.push(source);
 }
 
 /// A snapshot of one pool, returned by

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, TryAcquireError};
 
 use crate::deadline::Deadline;
-use crate::error::{ConfigError, Error, ErrorKind, Phase};
+use crate::error::{Error, ErrorKind, Phase};
+use crate::pool::default::default_pool;
 use crate::pool::help::Hold;
 use crate::pool::state::Status;
 use crate::pool::task::{BoxFn, CallSite, Job};
@@ -652,66 +653,6 @@ impl<T> fmt::Debug for TryBatch<T> {
             .field("started", &self.running.is_some())
             .finish_non_exhaustive()
     }
-}
-
-static DEFAULT_POOL: OnceLock<BlockingPool> = OnceLock::new();
-
-/// Environment variables that size the default pool at its first use.
-const ENV_MAX_THREADS: &str = "COLORSEAM_MAX_THREADS";
-const ENV_QUEUE_CAPACITY: &str = "COLORSEAM_QUEUE_CAPACITY";
-const ENV_MAX_ABANDONED: &str = "COLORSEAM_MAX_ABANDONED";
-
-pub(crate) fn install_default(pool: BlockingPool) -> Result<(), ConfigError> {
-    DEFAULT_POOL
-        .set(pool)
-        .map_err(|_already| ConfigError::DefaultAlreadySet)
-}
-
-/// The process-wide pool behind [`offload()`], created on first use.
-///
-/// It is named `colorseam-default` and sized by the builder's defaults
-/// unless [`Builder::install_default`](crate::pool::Builder::install_default)
-/// ran first, or these environment variables are set at first use:
-/// `COLORSEAM_MAX_THREADS`, `COLORSEAM_QUEUE_CAPACITY`,
-/// `COLORSEAM_MAX_ABANDONED`. A value that does not parse, or a combination
-/// the builder rejects, is reported once on stderr and the defaults are used.
-pub fn default_pool() -> &'static BlockingPool {
-    DEFAULT_POOL.get_or_init(|| {
-        let mut builder = BlockingPool::builder().name("colorseam-default");
-        let mut bad = Vec::new();
-        let mut read = |var: &str| -> Option<usize> {
-            let value = std::env::var(var).ok()?;
-            match value.trim().parse() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    bad.push(format!("{var}={value:?} is not a number"));
-                    None
-                }
-            }
-        };
-        if let Some(n) = read(ENV_MAX_THREADS) {
-            builder = builder.max_threads(n);
-        }
-        if let Some(n) = read(ENV_QUEUE_CAPACITY) {
-            builder = builder.queue_capacity(n);
-        }
-        if let Some(n) = read(ENV_MAX_ABANDONED) {
-            builder = builder.max_abandoned(n);
-        }
-        let pool = builder.build().unwrap_or_else(|error| {
-            bad.push(error.to_string());
-            BlockingPool::from_config(
-                BlockingPool::builder()
-                    .name("colorseam-default")
-                    .into_config()
-                    .expect("the builder's defaults are a valid configuration"),
-            )
-        });
-        for problem in bad {
-            eprintln!("colorseam: ignoring the default pool's environment: {problem}");
-        }
-        pool
-    })
 }
 
 /// Runs `f` on the [default pool](default_pool) and returns a future of its

@@ -191,7 +191,7 @@ impl Builder {
     /// own error.
     pub fn install_default(self) -> Result<BlockingPool, ConfigError> {
         let pool = self.build()?;
-        crate::offload::install_default(pool.clone())?;
+        super::default::install_default(pool.clone())?;
         Ok(pool)
     }
 

@@ -24,6 +24,7 @@
 //! tombstones outnumber live jobs.
 
 mod builder;
+pub(crate) mod default;
 pub(crate) mod help;
 mod monitor;
 mod shutdown;
@@ -189,24 +190,6 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Every pool and adapter alive, for [`crate::metrics::all`].
-static POOLS: Mutex<Vec<std::sync::Weak<Inner>>> = Mutex::new(Vec::new());
-
-fn register(inner: &Arc<Inner>) {
-    let mut pools = lock(&POOLS);
-    pools.retain(|p| p.strong_count() > 0);
-    pools.push(Arc::downgrade(inner));
-}
-
-/// Snapshots of every live pool, adapters' pools included.
-pub(crate) fn all_metrics() -> Vec<PoolMetrics> {
-    let pools: Vec<Arc<Inner>> = lock(&POOLS)
-        .iter()
-        .filter_map(std::sync::Weak::upgrade)
-        .collect();
-    pools.iter().map(|p| p.metrics()).collect()
-}
-
 /// The pool the current thread works for, and its worker slot there.
 pub(crate) fn current_worker() -> Option<(Arc<Inner>, usize)> {
     WORKER_OF
@@ -285,7 +268,9 @@ impl BlockingPool {
             eager_threads: eager_threads(&config),
             config,
         });
-        register(&inner);
+        crate::metrics::register(
+            Arc::downgrade(&inner) as std::sync::Weak<dyn crate::metrics::Source>
+        );
         BlockingPool {
             handle: Arc::new(PoolHandle { inner }),
         }
@@ -934,7 +919,7 @@ impl Inner {
         }
     }
 
-    fn metrics(&self) -> PoolMetrics {
+    pub(crate) fn metrics(&self) -> PoolMetrics {
         let (threads, queue_depth) = {
             let shared = lock(&self.shared);
             let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
@@ -1088,5 +1073,11 @@ impl Inner {
     pub(crate) fn completed_total(&self) -> u64 {
         self.counters.completed.load(Ordering::Relaxed)
             + self.counters.panicked.load(Ordering::Relaxed)
+    }
+}
+
+impl crate::metrics::Source for Inner {
+    fn snapshot(&self) -> PoolMetrics {
+        self.metrics()
     }
 }
