@@ -775,9 +775,10 @@ pub fn block_on<F: IntoFuture>(future: F) -> Result<F::Output, Error> {
 /// [`block_on`] with a deadline `timeout` from now that releases the caller
 /// even if the future never yields.
 ///
-/// The future runs on a runtime thread, not the caller's (the bridge
-/// runtime, the current runtime on a `spawn_blocking` thread, or the
-/// submitting caller's runtime on a pool thread), which is why it must be
+/// The future runs on a runtime thread, not the caller's (the current
+/// runtime on a `spawn_blocking` thread, or the submitting caller's on a
+/// pool thread, if it is a multi-thread runtime; else the bridge runtime's
+/// spawn half), which is why it must be
 /// `Send + 'static`. The caller waits with a timed park; at the deadline it
 /// returns and the future is cancelled on the runtime that owns it (at its
 /// next yield, if it ever yields).

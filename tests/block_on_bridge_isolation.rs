@@ -139,3 +139,32 @@ fn futures_blocking_inside_block_on_timeout_do_not_stall_a_pool_threads_block_on
         "a 1 ms sleep took {slept:?}"
     );
 }
+
+#[test]
+fn block_on_timeout_runs_on_the_callers_multi_thread_runtime_else_on_the_bridge() {
+    let on = |rt: tokio::runtime::Runtime| {
+        rt.block_on(async {
+            tokio::task::spawn_blocking(|| {
+                colorseam::block_on_timeout(
+                    async { std::thread::current().name().map(str::to_owned) },
+                    Duration::from_secs(10),
+                )
+                .unwrap()
+            })
+            .await
+            .unwrap()
+        })
+    };
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("caller-rt")
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(on(multi).as_deref(), Some("caller-rt"));
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(on(current).as_deref(), Some("colorseam-bridge"));
+}
