@@ -359,6 +359,7 @@ fn a_report_hook_may_read_its_own_watchdog() {
     let slot: Arc<Mutex<Option<Arc<Watchdog>>>> = Arc::default();
     let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     let (s, w) = (slot.clone(), seen.clone());
+    let handle = rt.handle().clone();
     let watchdog = Arc::new(
         Watchdog::builder()
             .threshold(THRESHOLD)
@@ -368,6 +369,8 @@ fn a_report_hook_may_read_its_own_watchdog() {
                         .unwrap()
                         .push((watchdog.stalls(), watchdog.reports()));
                 }
+                // Another watchdog, installed and dropped from the hook.
+                drop(Watchdog::builder().install(&handle).unwrap());
             })
             .install(rt.handle())
             .unwrap(),
@@ -538,4 +541,24 @@ fn a_slow_instrumented_poll_off_the_runtime_workers_is_not_a_stall() {
     });
     assert!(reports(&seen).is_empty(), "{:#?}", reports(&seen));
     assert_eq!(watchdog.stalls(), 0);
+}
+
+#[test]
+fn a_stall_in_a_local_set_task_is_reported_by_name() {
+    let rt = current_thread();
+    let (watchdog, seen) = watch(rt.handle());
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::task::spawn_local(instrument(
+            async { std::thread::sleep(Duration::from_millis(500)) },
+            "local-task",
+        ))
+        .await
+        .unwrap();
+    });
+    let seen = wait_for_end(&rt, &seen);
+    assert_one_stall(&seen);
+    assert_eq!(seen[0].task.as_deref(), Some("local-task"), "{seen:#?}");
+    assert_eq!(watchdog.stalls(), 1);
 }

@@ -37,7 +37,10 @@
 //! unseen. Only polls on a runtime's workers are watched: a slow poll on a
 //! blocking thread, a colorseam pool thread, or the thread in a
 //! multi-thread runtime's `block_on` (not a worker) stalls no worker, and
-//! is counted and reported as a slow poll but not as a stall. Instrument
+//! is counted and reported as a slow poll but not as a stall. A poll that
+//! blocks inside `tokio::task::block_in_place` is still reported: tokio
+//! hands the worker's queue to another thread then, but does not let us
+//! see that it did. Instrument
 //! the tasks you care about. It costs two clock reads per poll, two
 //! thread-local reads and a few plain stores (no locked instructions); see
 //! `benches/detect.rs`.
