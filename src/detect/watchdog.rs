@@ -471,7 +471,7 @@ impl Watcher {
                         task: info.as_ref().map(|i| i.name.clone()),
                         location: info.as_ref().map(|i| i.location),
                     };
-                    let merged = self.merge(&mut stall, beat, mark.thread);
+                    let merged = self.merge(&mut stall, beat);
                     if !merged {
                         stall.id = self.new_stall();
                     }
@@ -505,20 +505,14 @@ impl Watcher {
         }
     }
 
-    /// A poll stall seen while the heartbeat's stall is open on the same
-    /// worker is the same freeze (the runtime never answered in between):
-    /// it takes that stall's id and start, and the heartbeat stops
-    /// reporting it. On a current-thread runtime every stall is on the one
-    /// worker; on a multi-thread one, only the worker that ran the
-    /// heartbeat last is known to be the one it waits for.
-    fn merge(&self, stall: &mut Tracked, beat: &mut Beat, thread: ThreadId) -> bool {
+    /// A poll stall seen while the heartbeat's stall is open is the same
+    /// freeze (the runtime has not answered in between: on a multi-thread
+    /// runtime, no worker was free to): it takes that stall's id and start,
+    /// and the heartbeat stops reporting it.
+    fn merge(&self, stall: &mut Tracked, beat: &mut Beat) -> bool {
         let Some(open) = beat.stall.take() else {
             return false;
         };
-        if !self.current_thread && open.thread != Some(thread) {
-            beat.stall = Some(open);
-            return false;
-        }
         stall.id = open.id;
         stall.since = open.since.min(stall.since);
         true
