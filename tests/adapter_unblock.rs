@@ -369,3 +369,34 @@ async fn writer_keeps_pace_with_a_firehose_reader() {
     );
     assert_eq!(sink.0.lock().unwrap().len(), 50 * 64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_step_times_out_the_stream_yields_its_error_then_ends_for_good() {
+    let pool = colorseam::BlockingPool::builder()
+        .name("iter-deadline")
+        .default_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    // An endless, slow producer: every step outlives the pool's deadline.
+    let slow = (0u32..).inspect(|_| std::thread::sleep(Duration::from_millis(10)));
+    let mut stream = UnblockIter::new(slow)
+        .with_pool(pool)
+        .with_capacity(1 << 20);
+    let mut items = 0;
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the deadline ends the step")
+        {
+            Some(Ok(_)) => items += 1,
+            Some(Err(e)) => break e,
+            None => panic!("ended without the step's error"),
+        }
+    };
+    assert!(error.is_timeout(), "{error}");
+    assert!(items > 0, "items made before the deadline are delivered");
+    assert!(stream.next().await.is_none());
+    // The abandoned step must not feed the stream once it has ended.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(stream.next().await.is_none(), "nothing after the end");
+}

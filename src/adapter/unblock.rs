@@ -462,6 +462,11 @@ impl<T> Feed<T> {
         lock_std(&self.state).closed
     }
 
+    /// Refuses later pushes; the items already here stay to be yielded.
+    fn close(&self) {
+        lock_std(&self.state).closed = true;
+    }
+
     /// The next item, or none after leaving `waker` to be woken by a push.
     fn pop_or_register(&self, waker: &Waker) -> Option<T> {
         let mut state = lock_std(&self.state);
@@ -542,7 +547,10 @@ where
                         this.slot = Slot::Idle(iter);
                     }
                     Err(error) => {
-                        // Items the step made before it failed come first.
+                        // A step that timed out may still be running: close
+                        // the feed so it adds nothing after the end. Items
+                        // it made before it failed come first.
+                        this.feed.close();
                         this.done = true;
                         this.slot = Slot::Lost;
                         this.failed = Some(error);
