@@ -494,3 +494,95 @@ impl<T: Send + 'static> RefusedNow for colorseam::Offload<T> {
         )
     }
 }
+
+/// A one-thread pool whose only thread waits in `block_on` for `release`
+/// (not for a nested job): it helps with whatever deadline-free job comes.
+type Outer = std::thread::JoinHandle<
+    Result<Result<Result<(), colorseam::Error>, colorseam::Error>, colorseam::Error>,
+>;
+
+fn waiting_outer(pool: &BlockingPool) -> (tokio::sync::oneshot::Sender<()>, Outer) {
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    let p = pool.clone();
+    let outer = std::thread::spawn(move || {
+        colorseam::block_on(p.offload(move || {
+            started_tx.send(()).unwrap();
+            colorseam::block_on(async move {
+                let _ = released.await;
+            })
+        }))
+    });
+    started_rx.recv_timeout(WATCHDOG).unwrap();
+    (release, outer)
+}
+
+/// A helped job whose caller gives up is abandoned without thread
+/// accounting: it holds no thread of its own, so none is freed or counted.
+#[test]
+fn abandoning_a_helped_job_leaves_the_thread_counts_intact() {
+    let pool = pool("nst-abandon", 1);
+    let (release, outer) = waiting_outer(&pool);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let gate = Gate::new();
+    let g = gate.clone();
+    rt.block_on(async {
+        let helped = pool.offload(move || {
+            started_tx
+                .send(std::thread::current().name().map(str::to_owned))
+                .unwrap();
+            g.wait(WATCHDOG);
+        });
+        let mut helped = Box::pin(helped);
+        // Polled once, then dropped while the waiting thread runs it.
+        assert!(futures::poll!(helped.as_mut()).is_pending());
+        let ran_on = started_rx.recv_timeout(WATCHDOG).unwrap().unwrap();
+        assert!(ran_on.starts_with("nst-abandon-"), "{ran_on}");
+        drop(helped);
+    });
+    let m = pool.metrics();
+    assert_eq!(m.outcomes.cancelled_running, 1);
+    assert_eq!((m.threads.total, m.threads.abandoned), (1, 0), "{m:?}");
+    gate.open();
+    release.send(()).unwrap();
+    outer.join().unwrap().unwrap().unwrap().unwrap();
+    assert!(eventually(WATCHDOG, || pool.metrics().threads.busy == 0));
+    assert_eq!(rt.block_on(pool.offload(|| 5)).unwrap(), 5);
+    assert_eq!(pool.metrics().threads.total, 1);
+}
+
+/// At its deadline a shutdown releases the callers of helped jobs too.
+#[test]
+fn a_shutdown_deadline_releases_the_caller_of_a_helped_job() {
+    let pool = pool("nst-shut-help", 1);
+    let (release, outer) = waiting_outer(&pool);
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = mpsc::channel();
+    let helped = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let r = colorseam::block_on(pool.offload(move || {
+                started_tx.send(()).unwrap();
+                g.wait(WATCHDOG);
+            }));
+            (r, started.elapsed())
+        })
+    };
+    started_rx.recv_timeout(WATCHDOG).unwrap();
+    let report = pool.shutdown_blocking(ShutdownOptions::run_queued(Duration::from_millis(100)));
+    // The outer job and the job it helps with, both released.
+    assert_eq!(report.abandoned, 2, "{report:?}");
+    let (result, took) = helped.join().unwrap();
+    let err = result.unwrap().unwrap_err();
+    assert!(err.is_shutdown(), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    gate.open();
+    let _ = release.send(());
+    assert!(outer.join().unwrap().unwrap().unwrap_err().is_shutdown());
+}

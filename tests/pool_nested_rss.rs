@@ -58,6 +58,7 @@ fn a_job_looping_block_on_offload_keeps_memory_flat() {
         return; // no /proc: nothing to measure
     };
     let grown = after.saturating_sub(before);
+    eprintln!("RSS {before} → {after} KiB");
     assert!(
         grown < 3 * 1024,
         "RSS grew by {grown} KiB ({before} → {after})"
@@ -71,6 +72,7 @@ fn a_million_block_on_offload_round_trips_keep_memory_flat() {
         return;
     };
     let grown = after.saturating_sub(before);
+    eprintln!("RSS {before} → {after} KiB");
     assert!(
         grown < 3 * 1024,
         "RSS grew by {grown} KiB ({before} → {after})"

@@ -18,6 +18,11 @@
 //! *Growth* is on demand up to the core count, and past it only for workers
 //! that block, as a monitor thread sees them (see `monitor`).
 //!
+//! *Nested work* (an offload made inside `block_on` on one of the pool's
+//! own threads) is queued like any other. The waiting thread runs queued
+//! jobs itself only as a last resort, when no worker can and the pool
+//! cannot grow, and never past a deadline (see `help`).
+//!
 //! The queue is a `VecDeque` under one mutex. Cancelling a queued job is a
 //! CAS on the job (see `state`), not a search of the queue: the entry stays
 //! as a tombstone that workers skip, and the queue is compacted when
