@@ -408,7 +408,9 @@ struct Resources(HashMap<u64, Resource>);
 impl Drop for Resources {
     fn drop(&mut self) {
         for (_, resource) in self.0.drain() {
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(resource)));
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(resource))) {
+                crate::pool::task::drop_quietly(payload);
+            }
         }
     }
 }
