@@ -374,11 +374,16 @@ async fn writer_keeps_pace_with_a_firehose_reader() {
 async fn after_a_step_times_out_the_stream_yields_its_error_then_ends_for_good() {
     let pool = colorseam::BlockingPool::builder()
         .name("iter-deadline")
-        .default_timeout(Duration::from_millis(100))
+        .default_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    // An endless, slow producer: every step outlives the pool's deadline.
-    let slow = (0u32..).inspect(|_| std::thread::sleep(Duration::from_millis(10)));
+    // An endless producer, slow after its first item: every step outlives
+    // the pool's deadline.
+    let slow = (0u32..).inspect(|&i| {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
     let mut stream = UnblockIter::new(slow)
         .with_pool(pool)
         .with_capacity(1 << 20);
