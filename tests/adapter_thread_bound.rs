@@ -573,3 +573,33 @@ fn an_adapter_dropped_while_its_owner_unwinds_still_drops_the_resource_on_its_th
     assert_eq!(made_on, dropped_on);
     assert_ne!(dropped_on, std::thread::current().id());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_adapters_made_used_and_dropped_leave_no_thread_behind() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    for round in 0..5 {
+        let adapters: Vec<_> = (0..10)
+            .map(|_| {
+                let d = dropped.clone();
+                ThreadBound::new("tb-many", move || Counted(d.clone())).unwrap()
+            })
+            .collect();
+        for adapter in &adapters {
+            adapter.call(|_| ()).await.unwrap();
+        }
+        assert!(common::os_threads_named("tb-many") >= 10, "round {round}");
+        drop(adapters);
+        assert!(
+            eventually_async(LONG, || common::os_threads_named("tb-many") == 0).await,
+            "round {round}: {} threads left",
+            common::os_threads_named("tb-many")
+        );
+        assert_eq!(dropped.load(Ordering::SeqCst), 10 * (round + 1));
+    }
+}

@@ -1,6 +1,8 @@
 //! `Unblock<T>` and `UnblockIter<I>`: blocking IO and iterators used from
 //! async code with bounded buffering.
 
+mod common;
+
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -404,4 +406,43 @@ async fn after_a_step_times_out_the_stream_yields_its_error_then_ends_for_good()
     // The abandoned step must not feed the stream once it has ended.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(stream.next().await.is_none(), "nothing after the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_readers_dropped_mid_step_leave_the_pool_idle() {
+    let pool = colorseam::BlockingPool::builder()
+        .name("unblock-churn")
+        .max_threads(4)
+        .build()
+        .unwrap();
+    for _ in 0..200 {
+        let slow = (0u32..).inspect(|_| std::thread::sleep(Duration::from_micros(100)));
+        let mut stream = UnblockIter::new(slow).with_pool(pool.clone());
+        assert!(stream.next().await.unwrap().is_ok());
+        drop(stream);
+        struct Slow;
+        impl Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                std::thread::sleep(Duration::from_micros(200));
+                buf[0] = 1;
+                Ok(1)
+            }
+        }
+        let mut reader = Unblock::new(Slow).with_pool(pool.clone());
+        let mut byte = [0u8; 1];
+        assert_eq!(reader.read(&mut byte).await.unwrap(), 1);
+        // Starts the next read step, then goes away mid-step.
+        let _ = futures::poll!(Box::pin(reader.read(&mut byte)));
+        drop(reader);
+    }
+    assert!(
+        common::eventually_async(Duration::from_secs(20), || {
+            let m = pool.metrics();
+            m.threads.busy == 0 && m.queue_depth == 0
+        })
+        .await,
+        "{:?}",
+        pool.metrics()
+    );
+    assert!(pool.metrics().threads.total <= 4);
 }
