@@ -1,22 +1,35 @@
-//! Deadlines that release a caller on time, not at the next timer tick.
+//! Deadlines that release a caller on time, not at the next timer tick,
+//! and in real time, whatever clock the caller's runtime keeps.
 //!
-//! tokio's timer wheel has millisecond ticks and fires a sleep at the first
-//! tick at or after its deadline, so a `tokio::time::timeout` releases its
-//! caller up to a millisecond and a half late (p99 on a quiet 2-core VM).
-//! An offload's deadline is the one promise colorseam makes about time, so
-//! it keeps tokio's sleep as the authority and adds a precise alarm for the
-//! last stretch:
+//! A deadline passes when the real clock (`std::time::Instant`) reaches it,
+//! never earlier: every poll reads the clock first. The rest is about being
+//! woken then, cheaply:
 //!
-//! - The sleep is first set [`LEAD`] before the deadline. A call that ends
+//! - tokio's timer wheel has millisecond ticks and fires a sleep at the first
+//!   tick at or after its deadline, so a `tokio::time::timeout` releases its
+//!   caller up to a millisecond and a half late (p99 on a quiet 2-core VM).
+//!   The sleep is first set [`LEAD`] before the deadline. A call that ends
 //!   earlier (almost all of them) costs one tokio sleep and nothing more.
-//! - When it fires, the sleep is reset to the deadline itself (the fallback,
-//!   and what a paused tokio clock in tests goes by), and the caller's waker
-//!   is registered with one process-wide thread, `colorseam-timer`, which
-//!   parks until the earliest registered deadline and wakes the caller then
-//!   (within the OS's timer slack, ~50 µs on Linux).
+//! - When it fires, the sleep is reset to the deadline itself (a fallback),
+//!   and the caller's waker is registered with one process-wide thread,
+//!   `colorseam-timer`, which parks until the earliest registered deadline
+//!   and wakes the caller then (within the OS's timer slack, ~50 µs on
+//!   Linux).
+//! - The sleep is made when the deadline is first polled, on the runtime
+//!   current then, so a call made outside any runtime and polled inside one
+//!   (`block_on(pool.offload_timeout(..))`) has a timer. Polled outside any
+//!   tokio runtime (another executor), the sleep is made on colorseam's
+//!   bridge runtime.
+//! - A sleep that fires before its time in real time ran on a clock that is
+//!   not real time: a paused test clock (`start_paused`, `time::pause`),
+//!   which tokio advances to the next timer as soon as the runtime is idle,
+//!   as it is while a job runs on a pool thread. The rest of the wait then
+//!   runs on the bridge runtime, whose clock cannot be paused (only
+//!   current-thread runtimes can). So a paused clock never cuts an offload
+//!   short; it cannot make one time out early either: its deadline is real.
 //!
-//! The timer thread starts on the first deadline that gets that close, and
-//! holds only calls that are within [`LEAD`] of timing out. If it cannot
+//! The timer thread starts on the first deadline that gets within [`LEAD`],
+//! and holds only calls that are that close to timing out. If it cannot
 //! start, deadlines fall back to tokio's sleep alone.
 
 use std::cmp::Reverse;
@@ -37,10 +50,14 @@ pub(crate) const LEAD: Duration = Duration::from_millis(2);
 pin_project_lite::pin_project! {
     /// A deadline for an async caller: poll [`Deadline::poll_passed`].
     pub(crate) struct Deadline {
+        // Made at the first poll, on the runtime current then.
         #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Option<tokio::time::Sleep>,
         at: Instant,
         stage: Stage,
+        // The sleep is (to be) made on the bridge runtime: the caller's
+        // clock ran ahead of real time, or no runtime was current.
+        on_bridge: bool,
         alarm: Option<Arc<Alarm>>,
     }
 }
@@ -56,27 +73,39 @@ enum Stage {
 }
 
 impl Deadline {
-    /// A deadline at `at`, made at `now`. Must be made inside a tokio
-    /// runtime with timers.
+    /// A deadline at `at`, made at `now`. Needs no runtime: its timer is
+    /// made when it is first polled.
     pub(crate) fn new(at: Instant, now: Instant) -> Self {
-        let early = at.checked_sub(LEAD).filter(|early| *early > now);
-        let (first, stage) = match early {
-            Some(early) => (early, Stage::Early),
-            None => (at, Stage::ArmAlarm),
+        let stage = match at.checked_sub(LEAD) {
+            Some(early) if early > now => Stage::Early,
+            _ => Stage::ArmAlarm,
         };
         Deadline {
-            sleep: tokio::time::sleep_until(tokio::time::Instant::from_std(first)),
+            sleep: None,
             at,
             stage,
+            on_bridge: false,
             alarm: None,
         }
     }
 
-    /// True once the deadline has passed; otherwise registers `cx`'s waker
-    /// to be woken when it does.
-    pub(crate) fn poll_passed(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
-        let mut this = self.project();
+    /// What the sleep of the current stage is set to.
+    fn target(&self) -> Instant {
+        match self.stage {
+            Stage::Early => self.at.checked_sub(LEAD).unwrap_or(self.at),
+            Stage::ArmAlarm | Stage::Final => self.at,
+        }
+    }
+
+    /// True once the deadline has passed in real time; otherwise registers
+    /// `cx`'s waker to be woken when it does.
+    pub(crate) fn poll_passed(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         loop {
+            if Instant::now() >= self.at {
+                return true;
+            }
+            let target = self.target();
+            let mut this = self.as_mut().project();
             if *this.stage == Stage::ArmAlarm {
                 *this.stage = Stage::Final;
                 *this.alarm = arm(*this.at);
@@ -87,17 +116,66 @@ impl Deadline {
                     return true;
                 }
             }
-            match this.sleep.as_mut().poll(cx) {
+            if this.sleep.is_none() {
+                match make_sleep(target, *this.on_bridge) {
+                    Some((sleep, on_bridge)) => {
+                        *this.on_bridge = on_bridge;
+                        this.sleep.set(Some(sleep));
+                    }
+                    // No timer at all (the bridge could not start): the
+                    // alarm alone, if the timer thread runs; else give up
+                    // waiting rather than never wake.
+                    None => {
+                        if this.alarm.is_none() {
+                            *this.alarm = arm(*this.at);
+                        }
+                        match this.alarm.as_ref() {
+                            Some(alarm) => {
+                                crate::sync::register(&alarm.waker, cx.waker());
+                                return alarm.rang.load(Ordering::Acquire);
+                            }
+                            None => return true,
+                        }
+                    }
+                }
+            }
+            let mut sleep = this
+                .sleep
+                .as_mut()
+                .as_pin_mut()
+                .expect("the sleep was made above");
+            match sleep.as_mut().poll(cx) {
                 Poll::Pending => return false,
+                Poll::Ready(()) if Instant::now() < target && !*this.on_bridge => {
+                    // Fired early in real time: this runtime's clock is not
+                    // real time (paused and auto-advanced). Wait out the
+                    // rest on the bridge, whose clock is.
+                    *this.on_bridge = true;
+                    this.sleep.set(None);
+                }
                 Poll::Ready(()) if *this.stage == Stage::Early => {
-                    let at = tokio::time::Instant::from_std(*this.at);
-                    this.sleep.as_mut().reset(at);
+                    sleep.reset(tokio::time::Instant::from_std(*this.at));
                     *this.stage = Stage::ArmAlarm;
                 }
-                Poll::Ready(()) => return true,
+                // At the deadline (checked at the top), or the bridge's own
+                // sleep a hair early: the alarm, if armed, wakes us on time.
+                Poll::Ready(()) => return this.alarm.is_none() || Instant::now() >= *this.at,
             }
         }
     }
+}
+
+/// A tokio sleep until `target`: on the current runtime unless `on_bridge`
+/// or none is current, else on the bridge runtime. Returns whether it is on
+/// the bridge; `None` if there is no runtime to make it on.
+fn make_sleep(target: Instant, on_bridge: bool) -> Option<(tokio::time::Sleep, bool)> {
+    let target = tokio::time::Instant::from_std(target);
+    if !on_bridge && tokio::runtime::Handle::try_current().is_ok() {
+        return Some((tokio::time::sleep_until(target), false));
+    }
+    let bridge = crate::bridge::bridge_handle().ok()?;
+    let _entered = bridge.enter();
+    Some((tokio::time::sleep_until(target), true))
 }
 
 /// One caller's wake-up at its deadline.
@@ -248,8 +326,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_paused_clock_still_goes_by_tokio_time() {
-        passed(Instant::now() + Duration::from_secs(3600)).await;
+    async fn a_paused_clock_never_makes_a_deadline_pass_early_in_real_time() {
+        // 40 ms (tokio sleep first, auto-advanced at once) and 1 ms (alarm
+        // and sleep at the deadline from the start).
+        for millis in [40, 1] {
+            let at = Instant::now() + Duration::from_millis(millis);
+            passed(at).await;
+            assert!(Instant::now() >= at, "released before the real deadline");
+        }
+    }
+
+    #[test]
+    fn a_deadline_needs_no_runtime_to_be_polled() {
+        let at = Instant::now() + Duration::from_millis(30);
+        futures::executor::block_on(passed(at));
+        assert!(Instant::now() >= at);
     }
 
     /// Resolves once a `Deadline` at `at` says it has passed.

@@ -95,8 +95,11 @@
 //!   until it returns; colorseam bounds how many such threads exist and makes
 //!   them visible, but only the job itself (checking [`job::current()`]) can
 //!   end early.
-//! - A call with a deadline uses tokio's timer, so it must be made inside a
-//!   tokio runtime with timers enabled.
+//! - An offload's deadline is real time and works under any executor; first
+//!   polled inside a tokio runtime built without timers, tokio's timer
+//!   panics. `tokio::time::timeout` around an offload does not hold under a
+//!   paused test clock (see [`Offload`]'s caveats); the offload's own
+//!   deadline does.
 //! - [`context()`] learns where code runs from tokio's public state and its
 //!   own markers, without raising a panic or installing a panic hook. tokio
 //!   leaves a few threads looking alike (a multi-thread runtime's

@@ -38,6 +38,26 @@ pin_project_lite::pin_project! {
     /// colorseam's bridge runtime is entered instead, and a `block_on` in
     /// the closure falls back to the bridge the same way.
     ///
+    /// # Deadlines
+    ///
+    /// A deadline is real time (`std::time::Instant`), measured from the
+    /// call, and needs no particular runtime: the call may be made anywhere
+    /// and polled by any executor (a timer comes from the runtime current
+    /// at the first poll, else from colorseam's bridge runtime). A paused
+    /// tokio clock (`#[tokio::test(start_paused = true)]`, `time::pause`)
+    /// neither cuts it short while the job really runs nor makes it pass
+    /// early: tokio advances a paused clock as soon as the runtime is idle,
+    /// so the rest of the wait is timed on the bridge, whose clock cannot
+    /// be paused.
+    ///
+    /// A deadline that has already passed when the call is made (a zero
+    /// timeout, an instant in the past) is refused before the job is
+    /// accepted: the closure never runs, and the future resolves to
+    /// [`Error::is_timeout`] in [`Phase::WaitingForRoom`] (counted in
+    /// `timed_out_waiting_for_room`). Always, not as a race with a worker.
+    /// Any later deadline is a real one: the job may start before it
+    /// passes, and is then abandoned at the deadline if it is still running.
+    ///
     /// # Errors
     ///
     /// Resolves to an [`Error`] when the deadline passes (in any phase), the
@@ -53,10 +73,20 @@ pin_project_lite::pin_project! {
     ///
     /// # Panics
     ///
-    /// Polling after it has resolved panics. A call with a deadline must be
-    /// made inside a tokio runtime with timers enabled: outside any runtime
-    /// it resolves to an error ([`ErrorKind::NoRuntime`]), and inside a
-    /// runtime built without `enable_time` tokio's timer panics.
+    /// Polling after it has resolved panics. A call with a deadline first
+    /// polled inside a tokio runtime built without `enable_time` panics in
+    /// tokio's timer (tokio offers no way to ask whether a runtime has
+    /// one); outside any runtime it uses the bridge's timer.
+    ///
+    /// # Caveats
+    ///
+    /// `tokio::time::timeout` around an offload does not hold under a
+    /// paused clock: tokio pauses its auto-advance for its own
+    /// `spawn_blocking` tasks only (by a private hook), so while the job
+    /// runs the idle runtime jumps its clock to the next timer and the
+    /// `timeout` fires at once. Give the offload its own deadline instead
+    /// (`offload_timeout`, `offload_deadline`), which is real time, or
+    /// resume the clock (`tokio::time::resume()`) around the call.
     #[must_use = "an offload is submitted already; dropping this future cancels it"]
     pub struct Offload<T>
     where
@@ -123,12 +153,15 @@ impl<T: Send + 'static> Offload<T> {
         let job = Arc::new(Job::new(func, pool.name().clone(), site, false));
         let deadline = match deadline {
             None => None,
-            Some(_) if job.site.runtime.is_none() => {
-                return Offload {
-                    state: State::Failed(Some(job.error(ErrorKind::NoRuntime))),
-                    deadline: None,
-                    hold: None,
-                };
+            // Passed already (a zero timeout, a deadline in the past): refused
+            // here, before the job is accepted, so it never runs; deciding
+            // later would race a worker that takes it off the queue.
+            Some(at) if at <= called_at => {
+                pool.count_timed_out_waiting_for_room();
+                return Offload::failed(
+                    job.error(ErrorKind::Timeout)
+                        .with_phase(Phase::WaitingForRoom),
+                );
             }
             Some(at) => Some(Deadline::new(at, called_at)),
         };
