@@ -603,3 +603,48 @@ async fn many_adapters_made_used_and_dropped_leave_no_thread_behind() {
         assert_eq!(dropped.load(Ordering::SeqCst), 10 * (round + 1));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_waits_in_block_on_does_not_run_the_calls_queued_behind_it() {
+    let conn = ThreadBound::new("tb-wait-inside", connect).unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let first = conn.call(move |c| {
+        c.log.borrow_mut().push(0);
+        started_tx.send(()).unwrap();
+        // Waits inside the call, the way an SDK flushes through async code.
+        colorseam::block_on(async move {
+            tokio::task::spawn_blocking(move || g.wait(LONG))
+                .await
+                .unwrap()
+        })
+        .unwrap();
+    });
+    tokio::task::spawn_blocking(move || started.recv_timeout(LONG).unwrap())
+        .await
+        .unwrap();
+    // With and without a deadline (a pool thread waiting in `block_on` may
+    // run its pool's queued jobs that have none).
+    let queued: Vec<_> = (1..4u32)
+        .map(|i| {
+            let f = move |c: &mut Connection| c.log.borrow_mut().push(i);
+            if i == 2 {
+                conn.call_timeout(f, Duration::MAX)
+            } else {
+                conn.call(f)
+            }
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.open();
+    first.await.unwrap();
+    for call in queued {
+        call.await
+            .expect("queued calls run after the first, not inside it");
+    }
+    assert_eq!(
+        conn.call(|c| c.log.borrow().clone()).await.unwrap(),
+        vec![0, 1, 2, 3]
+    );
+}

@@ -785,17 +785,18 @@ impl<T: 'static> ThreadBound<T> {
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.call_deadline(f, Instant::now().checked_add(self.settings.timeout))
+        self.call_deadline(f, bound_deadline(self.settings.timeout))
     }
 
-    /// [`call`](Self::call) with its own deadline `timeout` from now.
+    /// [`call`](Self::call) with its own deadline `timeout` from now (a
+    /// timeout too large to represent means a deadline decades away).
     #[track_caller]
     pub fn call_timeout<F, R>(&self, f: F, timeout: Duration) -> AdapterCall<R>
     where
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.call_deadline(f, Instant::now().checked_add(timeout))
+        self.call_deadline(f, bound_deadline(timeout))
     }
 
     /// The generation that takes a new call, starting a fresh one if the
@@ -833,7 +834,7 @@ impl<T: 'static> ThreadBound<T> {
     }
 
     #[track_caller]
-    fn call_deadline<F, R>(&self, f: F, deadline: Option<Instant>) -> AdapterCall<R>
+    fn call_deadline<F, R>(&self, f: F, deadline: Instant) -> AdapterCall<R>
     where
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
@@ -886,7 +887,13 @@ impl<T: 'static> ThreadBound<T> {
             }
         };
         AdapterCall {
-            offload: Offload::start(life.pool.inner(), Box::new(job), deadline, true, location),
+            offload: Offload::start(
+                life.pool.inner(),
+                Box::new(job),
+                Some(deadline),
+                true,
+                location,
+            ),
             panic_policy: self.settings.panic_policy,
             bound: Some(BoundCall {
                 core: core.clone(),
@@ -910,6 +917,17 @@ impl<T: 'static> ThreadBound<T> {
         let latest = lock_std(&self.core.state).latest.clone();
         latest.metrics()
     }
+}
+
+/// A thread-bound call's deadline, `timeout` from now. Always one, even for
+/// a timeout too large to represent: a pool thread waiting in `block_on`
+/// may run queued jobs of its pool that have no deadline itself, and a
+/// call run inside the call that waits would break submission order (and
+/// find the resource borrowed).
+fn bound_deadline(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(crate::bridge::far_future)
 }
 
 /// Runs `f` on this thread's resource of generation `life`, made by
