@@ -180,3 +180,34 @@ fn a_detached_job_runs_with_the_bridge_entered_wherever_it_was_detached_from() {
     assert_eq!(entered, bridge, "the same bridge as from a plain thread");
     assert_eq!(blocked.as_deref(), Ok("slept"));
 }
+
+#[test]
+fn a_nested_offload_made_in_a_job_runs_in_the_outer_callers_runtime_too() {
+    let pool = BlockingPool::builder()
+        .name("caller-nested")
+        .max_threads(2)
+        .build()
+        .unwrap();
+    let rt = multi_thread();
+    let caller = rt.handle().id();
+    let inner_pool = pool.clone();
+    let seen = rt.block_on(async {
+        pool.offload(move || {
+            let outer = Handle::current().id();
+            // Made on the pool thread, where the caller's runtime is entered.
+            let inner = colorseam::block_on(
+                inner_pool.offload_timeout(|| Handle::current().id(), Duration::from_secs(10)),
+            );
+            (outer, inner.map(|r| r.map_err(|e| e.to_string())))
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(seen.0, caller);
+    assert_eq!(
+        seen.1
+            .expect("block_on in the job")
+            .expect("the nested job"),
+        caller
+    );
+}
