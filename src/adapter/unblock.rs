@@ -400,6 +400,14 @@ impl<T: Send + 'static> fmt::Debug for Unblock<T> {
 /// the `next()` in progress returns, and the iterator is dropped on the pool
 /// thread then. Items already produced are dropped with the stream.
 ///
+/// A pool thread that reads the stream through `block_on` from a job of the
+/// stream's own pool, when that pool is full and cannot grow, may run the
+/// step itself while it waits (see the pool's docs): the stream is then
+/// polled only when the step ends, so its items arrive together, and a
+/// producer that waits for a reply to each item waits forever there. Give
+/// the stream a pool of its own ([`with_pool`](Self::with_pool)) in that
+/// arrangement.
+///
 /// # Examples
 ///
 /// ```
