@@ -100,6 +100,13 @@ impl Builder {
     /// blocking jobs reaches `max_threads` within a few milliseconds, and a
     /// burst of trivial or CPU-bound jobs runs on as many threads as cores
     /// instead of contending on `max_threads` of them.
+    ///
+    /// At `max_threads`, a pool thread waiting in [`block_on`](crate::block_on)
+    /// for its own pool's work runs queued jobs *without a deadline* itself,
+    /// so nested async → sync → async work completes even with one thread.
+    /// Jobs with a deadline (and everything under `block_on_timeout`) are
+    /// never run that way: on a one-thread pool whose thread waits, they
+    /// time out in the queue.
     pub fn max_threads(mut self, n: usize) -> Self {
         self.max_threads = n;
         self
