@@ -399,40 +399,50 @@ fn after_shutdown_cancel_queued_a_nested_offload_is_refused() {
 /// job ends seconds later.
 #[test]
 fn shutdown_returns_promptly_when_helped_work_settles_the_pool() {
-    let pool = BlockingPool::builder()
-        .name("nst-settle")
-        .max_threads(1)
-        .max_abandoned(0)
-        .queue_capacity(4)
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let p = pool.clone();
-    let outer = rt.block_on(async {
-        pool.offload_timeout(
-            move || {
-                colorseam::block_on(async move {
-                    let nested = p.offload(|| 1);
-                    // A poll that blocks: the nested job waits in the queue.
-                    std::thread::sleep(Duration::from_millis(300));
-                    let v = nested.await;
-                    std::thread::sleep(Duration::from_secs(5));
-                    v
-                })
-            },
-            Duration::from_millis(50),
-        )
-        .await
-    });
-    assert!(outer.unwrap_err().is_timeout());
-    let started = Instant::now();
-    let report = pool.shutdown_blocking(ShutdownOptions::run_queued(Duration::from_secs(20)));
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!(report.abandoned, 0, "{report:?}");
+    for blocking in [true, false] {
+        let pool = BlockingPool::builder()
+            .name("nst-settle")
+            .max_threads(1)
+            .max_abandoned(0)
+            .queue_capacity(4)
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let p = pool.clone();
+        let outer = rt.block_on(async {
+            pool.offload_timeout(
+                move || {
+                    colorseam::block_on(async move {
+                        let nested = p.offload(|| 1);
+                        // A poll that blocks: the nested job waits in the queue.
+                        std::thread::sleep(Duration::from_millis(300));
+                        let v = nested.await;
+                        std::thread::sleep(Duration::from_secs(5));
+                        v
+                    })
+                },
+                Duration::from_millis(50),
+            )
+            .await
+        });
+        assert!(outer.unwrap_err().is_timeout());
+        let started = Instant::now();
+        let options = ShutdownOptions::run_queued(Duration::from_secs(20));
+        let report = if blocking {
+            pool.shutdown_blocking(options)
+        } else {
+            rt.block_on(pool.shutdown(options))
+        };
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "blocking: {blocking}, took {took:?}"
+        );
+        assert_eq!(report.abandoned, 0, "{report:?}");
+    }
 }
 
 #[test]
