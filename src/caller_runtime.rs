@@ -87,7 +87,7 @@ fn alive_flag(handle: &Handle) -> Arc<AtomicBool> {
     if let Some(flag) = cached {
         return flag;
     }
-    let flag = {
+    let (flag, first) = {
         let mut flags = lock_std(&FLAGS);
         flags.retain(|(_, flag)| flag.strong_count() > 0);
         match flags
@@ -95,18 +95,21 @@ fn alive_flag(handle: &Handle) -> Arc<AtomicBool> {
             .find(|(flag_id, _)| *flag_id == id)
             .and_then(|(_, flag)| flag.upgrade())
         {
-            Some(flag) => flag,
+            Some(flag) => (flag, false),
             None => {
                 let flag = Arc::new(AtomicBool::new(true));
                 flags.push((id, Arc::downgrade(&flag)));
-                // Spawned under the lock so one runtime gets one sentinel.
-                // The task is dropped at once if the runtime is shut down
-                // already, and the flag then reads "gone" before it is used.
-                drop(handle.spawn(Sentinel(flag.clone())));
-                flag
+                (flag, true)
             }
         }
     };
+    if first {
+        // Outside the lock: spawning runs tokio's hooks. One runtime gets
+        // one sentinel, since the entry above is made first. The task is
+        // dropped at once if the runtime is shut down already, and the flag
+        // then reads "gone" before this call returns.
+        drop(handle.spawn(Sentinel(flag.clone())));
+    }
     let _ = SEEN.try_with(|seen| {
         let mut seen = seen.borrow_mut();
         // Runtimes that are gone never come back (ids are not reused).
