@@ -297,17 +297,32 @@ fn a_busy_runtime_with_a_paused_clock_is_not_reported() {
         .start_paused(true)
         .build()
         .unwrap();
-    let (watchdog, seen) = watch(rt.handle());
-    rt.block_on(async {
-        // Never idle, so the paused clock never moves; yet every poll is short.
+    let (_watchdog, seen) = watch(rt.handle());
+    let longest_gap = rt.block_on(async {
+        // Never idle, so the paused clock never moves; yet every poll is
+        // short. The loop also measures how long the OS kept this thread
+        // from running (on a loaded machine it may), which no runtime can
+        // help: a stall that long is real, one longer is not.
         let started = Instant::now();
+        let mut last = started;
+        let mut longest_gap = Duration::ZERO;
         while started.elapsed() < 6 * THRESHOLD {
             tokio::task::yield_now().await;
+            let now = Instant::now();
+            longest_gap = longest_gap.max(now - last);
+            last = now;
         }
+        longest_gap
     });
     drive(&rt, THRESHOLD);
-    assert!(reports(&seen).is_empty(), "{:#?}", reports(&seen));
-    assert_eq!(watchdog.stalls(), 0);
+    // The heartbeat is run within a turn or two of the loop after its wake.
+    let allowed = 2 * longest_gap + Duration::from_millis(10);
+    for report in reports(&seen) {
+        assert!(
+            report.stalled_for <= allowed,
+            "{report} though the loop never waited more than {longest_gap:?}"
+        );
+    }
 }
 
 #[test]

@@ -525,7 +525,11 @@ impl Watcher {
     /// stall was the heartbeat's to begin with) it is the same freeze, so
     /// the heartbeat carries the stall on, and reports its one end.
     fn poll_ended(&self, ended: PollStall, ended_at: Instant, beat: &mut Beat) {
+        // (At most one stall is carried: a second one, which only several
+        // threads driving one current-thread runtime in turn could make,
+        // ends here rather than overwrite the first.)
         let carry_on = (self.current_thread || ended.merged)
+            && beat.stall.is_none()
             && self.answered(beat).is_none()
             && !self.shared.heartbeat.gone.load(Ordering::Acquire);
         if carry_on {
