@@ -707,9 +707,10 @@ pub(crate) enum Runtime {
 /// waits for room, or is refused, when the queue is full), is refused after
 /// shutdown, and runs on a free worker in parallel with the rest. Only as
 /// a last resort, when no worker is idle and the pool is at `max_threads`,
-/// does this thread run queued jobs of its pool itself while it waits (its
-/// own nested jobs first), so an async → sync → async sandwich completes
-/// even on a one-thread pool. It helps only with jobs that have no
+/// does this thread run its own nested jobs itself while it waits (and,
+/// while one of them waits for room in the full queue, other queued jobs,
+/// which is what frees room), so an async → sync → async sandwich
+/// completes even on a one-thread pool. It helps only with jobs that have no
 /// deadline, and not while the future waits on an offload that has one:
 /// a thread busy helping cannot release anyone at a deadline.
 ///

@@ -99,6 +99,9 @@ pin_project_lite::pin_project! {
         // While pending with a deadline on a pool thread that may help:
         // keeps that thread from helping past this call's deadline.
         hold: Option<Hold>,
+        // While waiting for room on a pool whose thread drives this future
+        // and may help: lets that thread run any queued job to free room.
+        room: Option<Hold>,
     }
 
     impl<T> PinnedDrop for Offload<T>
@@ -191,6 +194,7 @@ impl<T: Send + 'static> Offload<T> {
             state,
             deadline,
             hold: None,
+            room: None,
         }
     }
 }
@@ -202,6 +206,7 @@ impl<T: Send + 'static> Offload<T> {
             state: State::Failed(Some(error)),
             deadline: None,
             hold: None,
+            room: None,
         }
     }
 }
@@ -239,6 +244,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                 }
                 State::WaitingForRoom { job, pool, acquire } => match acquire.as_mut().poll(cx) {
                     Poll::Ready(Ok(permit)) => {
+                        *this.room = None;
                         job.set_permit(permit);
                         let (job, pool) = (job.clone(), pool.clone());
                         *this.state = submitted(&pool, job);
@@ -250,11 +256,15 @@ impl<T: Send + 'static> Future for Offload<T> {
                             .with_phase(Phase::WaitingForRoom);
                         *this.state = State::Done;
                         *this.hold = None;
+                        *this.room = None;
                         return Poll::Ready(Err(error));
                     }
                     Poll::Pending => {
                         if !deadline_passed(this.deadline.as_mut(), cx) {
                             hold_helping(this.hold, this.deadline.is_some());
+                            if this.room.is_none() {
+                                *this.room = crate::pool::help::room_wanted_here(pool);
+                            }
                             return Poll::Pending;
                         }
                         pool.count_timed_out_waiting_for_room();
@@ -264,6 +274,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                             .with_stuck_threads(pool.stuck_threads());
                         *this.state = State::Done;
                         *this.hold = None;
+                        *this.room = None;
                         return Poll::Ready(Err(error));
                     }
                 },

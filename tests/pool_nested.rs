@@ -505,61 +505,66 @@ impl<T: Send + 'static> RefusedNow for colorseam::Offload<T> {
     }
 }
 
-/// A one-thread pool whose only thread waits in `block_on` for `release`
-/// (not for a nested job): it helps with whatever deadline-free job comes.
-type Outer = std::thread::JoinHandle<
-    Result<Result<Result<(), colorseam::Error>, colorseam::Error>, colorseam::Error>,
->;
+type Res<T> = Result<T, colorseam::Error>;
+type Nested = std::thread::JoinHandle<Res<Res<Res<Res<u8>>>>>;
 
-fn waiting_outer(pool: &BlockingPool) -> (tokio::sync::oneshot::Sender<()>, Outer) {
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
+/// Occupies a one-thread pool (queue of one) with a job that, once `go` is
+/// sent, waits in `block_on` for a nested offload. Made after the caller
+/// has queued a job of its own (which takes the last permit), that offload
+/// waits for room, and the waiting thread must run the caller's job itself
+/// to free it: it helps with a job that is not its own.
+fn outer_that_will_wait_for_room(pool: &BlockingPool) -> (mpsc::Sender<()>, Nested) {
     let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
     let p = pool.clone();
     let outer = std::thread::spawn(move || {
-        colorseam::block_on(p.offload(move || {
+        colorseam::block_on(p.clone().offload(move || {
             started_tx.send(()).unwrap();
-            colorseam::block_on(async move {
-                let _ = released.await;
-            })
+            go_rx.recv_timeout(WATCHDOG).unwrap();
+            colorseam::block_on(async move { p.offload(|| 7u8).await })
         }))
     });
     started_rx.recv_timeout(WATCHDOG).unwrap();
-    (release, outer)
+    (go_tx, outer)
+}
+
+fn one_slot_pool(name: &str) -> BlockingPool {
+    BlockingPool::builder()
+        .name(name)
+        .max_threads(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap()
 }
 
 /// A helped job whose caller gives up is abandoned without thread
 /// accounting: it holds no thread of its own, so none is freed or counted.
 #[test]
 fn abandoning_a_helped_job_leaves_the_thread_counts_intact() {
-    let pool = pool("nst-abandon", 1);
-    let (release, outer) = waiting_outer(&pool);
+    let pool = one_slot_pool("nst-abandon");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (started_tx, started_rx) = mpsc::channel();
+    let (go, waiting) = outer_that_will_wait_for_room(&pool);
+    let (queued_tx, queued_rx) = mpsc::channel();
     let gate = Gate::new();
     let g = gate.clone();
-    rt.block_on(async {
-        let helped = pool.offload(move || {
-            started_tx
-                .send(std::thread::current().name().map(str::to_owned))
-                .unwrap();
-            g.wait(WATCHDOG);
-        });
-        let mut helped = Box::pin(helped);
-        // Polled once, then dropped while the waiting thread runs it.
-        assert!(futures::poll!(helped.as_mut()).is_pending());
-        let ran_on = started_rx.recv_timeout(WATCHDOG).unwrap().unwrap();
-        assert!(ran_on.starts_with("nst-abandon-"), "{ran_on}");
-        drop(helped);
-    });
+    let mut helped = Box::pin(pool.offload(move || {
+        queued_tx.send(()).unwrap();
+        g.wait(WATCHDOG);
+    }));
+    rt.block_on(async { assert!(futures::poll!(helped.as_mut()).is_pending()) });
+    go.send(()).unwrap();
+    queued_rx.recv_timeout(WATCHDOG).unwrap();
+    // Dropped while the waiting thread runs it.
+    drop(helped);
     let m = pool.metrics();
     assert_eq!(m.outcomes.cancelled_running, 1);
     assert_eq!((m.threads.total, m.threads.abandoned), (1, 0), "{m:?}");
     gate.open();
-    release.send(()).unwrap();
-    outer.join().unwrap().unwrap().unwrap().unwrap();
+    let nested = waiting.join().unwrap().unwrap().unwrap().unwrap();
+    assert_eq!(nested.unwrap(), 7);
     assert!(eventually(WATCHDOG, || pool.metrics().threads.busy == 0));
     assert_eq!(rt.block_on(pool.offload(|| 5)).unwrap(), 5);
     assert_eq!(pool.metrics().threads.total, 1);
@@ -568,23 +573,28 @@ fn abandoning_a_helped_job_leaves_the_thread_counts_intact() {
 /// At its deadline a shutdown releases the callers of helped jobs too.
 #[test]
 fn a_shutdown_deadline_releases_the_caller_of_a_helped_job() {
-    let pool = pool("nst-shut-help", 1);
-    let (release, outer) = waiting_outer(&pool);
+    let pool = one_slot_pool("nst-shut-help");
+    let (go, waiting) = outer_that_will_wait_for_room(&pool);
     let gate = Gate::new();
     let g = gate.clone();
-    let (started_tx, started_rx) = mpsc::channel();
+    let (queued_tx, queued_rx) = mpsc::channel();
+    let (made_tx, made_rx) = mpsc::channel();
     let helped = {
         let pool = pool.clone();
         std::thread::spawn(move || {
             let started = Instant::now();
-            let r = colorseam::block_on(pool.offload(move || {
-                started_tx.send(()).unwrap();
+            let job = pool.offload(move || {
+                queued_tx.send(()).unwrap();
                 g.wait(WATCHDOG);
-            }));
+            });
+            made_tx.send(()).unwrap();
+            let r = colorseam::block_on(job);
             (r, started.elapsed())
         })
     };
-    started_rx.recv_timeout(WATCHDOG).unwrap();
+    made_rx.recv_timeout(WATCHDOG).unwrap();
+    go.send(()).unwrap();
+    queued_rx.recv_timeout(WATCHDOG).unwrap();
     let report = pool.shutdown_blocking(ShutdownOptions::run_queued(Duration::from_millis(100)));
     // The outer job and the job it helps with, both released.
     assert_eq!(report.abandoned, 2, "{report:?}");
@@ -593,6 +603,34 @@ fn a_shutdown_deadline_releases_the_caller_of_a_helped_job() {
     assert!(err.is_shutdown(), "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     gate.open();
-    let _ = release.send(());
-    assert!(outer.join().unwrap().unwrap().unwrap_err().is_shutdown());
+    assert!(waiting.join().unwrap().unwrap().unwrap_err().is_shutdown());
+}
+
+/// A thread that waits in `block_on` for something other than its own
+/// nested work does not run other callers' jobs: one of them could wait
+/// for what this thread does after its `block_on`, a cycle that plain
+/// queueing does not have.
+#[test]
+fn a_waiting_thread_does_not_run_unrelated_jobs_that_may_wait_for_it() {
+    let pool = pool("nst-unrelated", 1);
+    let (tx, rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel();
+    let first = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            colorseam::block_on(pool.offload(move || {
+                started_tx.send(()).unwrap();
+                colorseam::block_on(async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                })
+                .unwrap();
+                tx.send("after block_on").unwrap();
+            }))
+        })
+    };
+    started_rx.recv_timeout(WATCHDOG).unwrap();
+    // Queued while the only thread waits in block_on; waits for that thread.
+    let second = colorseam::block_on(pool.offload(move || rx.recv_timeout(Duration::from_secs(5))));
+    first.join().unwrap().unwrap().unwrap();
+    assert_eq!(second.unwrap().unwrap(), Ok("after block_on"));
 }

@@ -102,7 +102,7 @@ impl Builder {
     /// instead of contending on `max_threads` of them.
     ///
     /// At `max_threads`, a pool thread waiting in [`block_on`](crate::block_on)
-    /// for its own pool's work runs queued jobs *without a deadline* itself,
+    /// for its own nested offloads runs those *without a deadline* itself,
     /// so nested async → sync → async work completes even with one thread.
     /// Jobs with a deadline (and everything under `block_on_timeout`) are
     /// never run that way: on a one-thread pool whose thread waits, they

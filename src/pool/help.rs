@@ -21,10 +21,15 @@
 //!   thread helps, nobody polls that future, so nobody would release such
 //!   a caller at its deadline.
 //!
-//! A thread that helps takes its own nested jobs first (those made on this
-//! thread), then any other in queue order. A job with a deadline that no
-//! thread frees up for stays queued and times out in the `Queued` phase,
-//! like any other.
+//! A thread that helps runs only its own nested jobs (those made on this
+//! thread), with two exceptions that take any queued job in queue order:
+//! while the future waits for room in this pool (room frees only when a
+//! queued job runs, and this thread may be the only one left to run it),
+//! and in a shutdown of its own pool, which waits for the whole queue.
+//! Running another caller's job otherwise could close a cycle that plain
+//! queueing does not have: that job may wait for what this thread does
+//! after its `block_on`. A job with a deadline that no thread frees up for
+//! stays queued and times out in the `Queued` phase, like any other.
 //!
 //! Who runs a job is decided when it is taken out of the queue, under the
 //! pool lock, by exactly one thread (a worker's pop or a helper's remove);
@@ -45,8 +50,20 @@ use super::{Inner, Shared};
 use crate::sync::lock_std as lock;
 
 thread_local! {
-    /// The hold count of the innermost helping wait on this thread.
-    static HOLDS: RefCell<Option<Arc<AtomicUsize>>> = const { RefCell::new(None) };
+    /// The state of the innermost helping wait on this thread.
+    static WAIT: RefCell<Option<Arc<WaitState>>> = const { RefCell::new(None) };
+}
+
+/// What the future a helping wait drives has told it, through [`Hold`]s.
+struct WaitState {
+    /// The pool the waiting thread works for (its address, for identity).
+    pool: usize,
+    /// Pending offloads with a deadline: while any is, no help at all.
+    deadlines: AtomicUsize,
+    /// Offloads to this pool waiting for room: while any is, help with any
+    /// queued job, not only this thread's own (room frees only when queued
+    /// jobs run, and only this thread may be left to run them).
+    room: AtomicUsize,
 }
 
 /// A pool thread waiting for something, registered so that it may help its
@@ -54,24 +71,41 @@ thread_local! {
 pub(crate) struct Waiting {
     pool: Arc<Inner>,
     slot: usize,
-    /// Offloads with a deadline that the waiting future polled and that are
-    /// still pending: while any is, this wait does not help.
-    holds: Arc<AtomicUsize>,
-    previous_holds: Option<Arc<AtomicUsize>>,
+    /// Help with any queued job, not only this thread's own (a shutdown
+    /// waits for the whole queue, which may need this very thread).
+    any_job: bool,
+    state: Arc<WaitState>,
+    previous: Option<Arc<WaitState>>,
 }
 
-/// Registers the current thread, if it is a pool thread, as waiting in a
-/// way that may help its pool: its wait has no deadline of its own.
+/// Registers the current thread, if it is a pool thread, as waiting in
+/// `block_on` without a deadline: it may help with its own nested jobs (and
+/// with any queued job while its future waits for room).
 pub(crate) fn waiting_here() -> Option<Waiting> {
+    waiting(false)
+}
+
+/// [`waiting_here`] for a shutdown of the thread's own pool, which may help
+/// with any queued job.
+pub(crate) fn waiting_for_shutdown() -> Option<Waiting> {
+    waiting(true)
+}
+
+fn waiting(any_job: bool) -> Option<Waiting> {
     let (pool, slot) = super::current_worker()?;
     lock(&pool.shared).workers[slot].waiting += 1;
-    let holds = Arc::new(AtomicUsize::new(0));
-    let previous_holds = HOLDS.with(|h| h.replace(Some(holds.clone())));
+    let state = Arc::new(WaitState {
+        pool: Arc::as_ptr(&pool) as usize,
+        deadlines: AtomicUsize::new(0),
+        room: AtomicUsize::new(0),
+    });
+    let previous = WAIT.with(|w| w.replace(Some(state.clone())));
     Some(Waiting {
         pool,
         slot,
-        holds,
-        previous_holds,
+        any_job,
+        state,
+        previous,
     })
 }
 
@@ -80,47 +114,82 @@ impl Waiting {
     /// can run it and helping breaks no deadline (see the module docs).
     /// True if it ran one (or took a tombstone out of the queue).
     pub(crate) fn try_help(&self) -> bool {
-        if self.holds.load(Ordering::Acquire) > 0 || self.pool.queued.load(Ordering::Relaxed) == 0 {
+        if self.state.deadlines.load(Ordering::Acquire) > 0
+            || self.pool.queued.load(Ordering::Relaxed) == 0
+        {
             return false;
         }
-        self.pool.help_one(self.slot)
+        let any_job = self.any_job || self.state.room.load(Ordering::Acquire) > 0;
+        self.pool.help_one(self.slot, any_job)
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let previous = self.previous_holds.take();
-        let _ = HOLDS.try_with(|h| *h.borrow_mut() = previous);
+        let previous = self.previous.take();
+        let _ = WAIT.try_with(|w| *w.borrow_mut() = previous);
         lock(&self.pool.shared).workers[self.slot].waiting -= 1;
     }
 }
 
-/// A pending offload with a deadline, polled by a future that a pool thread
-/// drives while it may help: that thread does not help while this lives.
-pub(crate) struct Hold(Arc<AtomicUsize>);
+/// Something the future a helping wait drives is waiting for, which
+/// changes what the waiting thread may help with (see [`WaitState`]).
+pub(crate) struct Hold {
+    state: Arc<WaitState>,
+    room: bool,
+}
 
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl Hold {
+    fn counter(&self) -> &AtomicUsize {
+        if self.room {
+            &self.state.room
+        } else {
+            &self.state.deadlines
+        }
     }
 }
 
-/// A [`Hold`] on the helping wait of this thread, if one is in progress.
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.counter().fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn hold(room: bool, pool: Option<&Arc<Inner>>) -> Option<Hold> {
+    let state = WAIT.try_with(|w| w.borrow().clone()).ok().flatten()?;
+    if pool.is_some_and(|pool| Arc::as_ptr(pool) as usize != state.pool) {
+        return None;
+    }
+    let hold = Hold { state, room };
+    hold.counter().fetch_add(1, Ordering::AcqRel);
+    Some(hold)
+}
+
+/// A pending call with a deadline, polled on this thread during a helping
+/// wait: the thread does not help while it lives.
 pub(crate) fn hold_here() -> Option<Hold> {
-    let holds = HOLDS.try_with(|h| h.borrow().clone()).ok().flatten()?;
-    holds.fetch_add(1, Ordering::AcqRel);
-    Some(Hold(holds))
+    hold(false, None)
+}
+
+/// A call to `pool` waiting for room, polled on this thread during a
+/// helping wait for `pool`: while it lives, the thread may help with any
+/// queued job (running one is what frees room).
+pub(crate) fn room_wanted_here(pool: &Arc<Inner>) -> Option<Hold> {
+    hold(true, Some(pool))
 }
 
 impl std::fmt::Debug for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hold").finish_non_exhaustive()
+        f.debug_struct("Hold")
+            .field("room", &self.room)
+            .finish_non_exhaustive()
     }
 }
 
 impl Inner {
-    /// See [`Waiting::try_help`].
-    fn help_one(self: &Arc<Self>, slot: usize) -> bool {
+    /// See [`Waiting::try_help`]: this thread's own jobs first, then, if
+    /// `any_job`, any in queue order.
+    fn help_one(self: &Arc<Self>, slot: usize, any_job: bool) -> bool {
         let mut shared = lock(&self.shared);
         if shared.idle + shared.pending_wakeups > 0
             || shared.active_threads < self.config.max_threads
@@ -133,7 +202,11 @@ impl Inner {
             .queue
             .iter()
             .position(|job| helpable(job) && job.made_on_slot() == Some(slot))
-            .or_else(|| shared.queue.iter().position(helpable));
+            .or_else(|| {
+                any_job
+                    .then(|| shared.queue.iter().position(helpable))
+                    .flatten()
+            });
         let Some(index) = pick else {
             return false;
         };

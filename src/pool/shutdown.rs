@@ -161,7 +161,7 @@ pub(super) fn shutdown_blocking(inner: &Arc<Inner>, options: ShutdownOptions) ->
 /// and the shutdown has no deadline (the rules of `help`).
 fn wait_on_own_thread(inner: &Arc<Inner>, start: &Start) {
     let waiting = match start.deadline {
-        None => help::waiting_here(),
+        None => help::waiting_for_shutdown(),
         Some(_) => None,
     };
     loop {
