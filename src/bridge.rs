@@ -358,13 +358,16 @@ pub(crate) fn bridge_handle() -> Result<Handle, String> {
 /// threads, and pool threads without a multi-thread caller): it lends the future a reactor (IO, timers)
 /// driven by two workers named `colorseam-bridge-io` that colorseam never
 /// spawns on, so futures blocking the spawn runtime's workers cannot stall
-/// these timers. Tasks the future itself spawns run here.
+/// these timers. Tasks the future itself spawns run here. Pool jobs with no
+/// caller's runtime to enter enter this one too, and deadlines polled
+/// outside any runtime are timed here.
 fn bridge() -> Result<&'static Handle, String> {
     start_bridge(&BRIDGE_IO, "colorseam-bridge-io")
 }
 
-/// [`bridge`], owned.
-fn bridge_io_handle() -> Result<Handle, String> {
+/// [`bridge`], owned: for timers that must fire whatever spawned futures
+/// do (deadlines polled outside any runtime).
+pub(crate) fn bridge_io_handle() -> Result<Handle, String> {
     bridge().cloned()
 }
 
@@ -690,9 +693,9 @@ pub(crate) enum Runtime {
 /// outside one. Create them inside the async block that `block_on` polls:
 /// `block_on(async { sleep(d).await })`, not `block_on(sleep(d))`.
 ///
-/// What isolation cannot cover: tasks a plain-thread future spawns with
-/// `tokio::spawn` run on the two workers that drive the bridge's IO and
-/// timers; a spawned task that blocks holds one, and two such tasks stall
+/// What isolation cannot cover: tasks a plain-thread future (or a pool job
+/// with no caller's runtime) spawns with `tokio::spawn` run on the two
+/// workers that drive the bridge's IO and timers; a spawned task that blocks holds one, and two such tasks stall
 /// the timers and IO of every plain-thread `block_on` until they yield.
 /// Blocking work belongs in [`offload`](crate::offload) or
 /// `spawn_blocking`, not in a spawned task. Likewise the futures that run

@@ -173,7 +173,9 @@ fn make_sleep(target: Instant, on_bridge: bool) -> Option<(tokio::time::Sleep, b
     if !on_bridge && tokio::runtime::Handle::try_current().is_ok() {
         return Some((tokio::time::sleep_until(target), false));
     }
-    let bridge = crate::bridge::bridge_handle().ok()?;
+    // The bridge's IO half: colorseam spawns nothing there, so futures
+    // blocking the spawn half's workers cannot stall this timer.
+    let bridge = crate::bridge::bridge_io_handle().ok()?;
     let _entered = bridge.enter();
     Some((tokio::time::sleep_until(target), true))
 }

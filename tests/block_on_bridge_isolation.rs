@@ -168,3 +168,75 @@ fn block_on_timeout_runs_on_the_callers_multi_thread_runtime_else_on_the_bridge(
         .unwrap();
     assert_eq!(on(current).as_deref(), Some("colorseam-bridge"));
 }
+
+#[test]
+fn futures_blocking_inside_block_on_timeout_do_not_stall_an_offloads_deadline_polled_by_another_executor()
+ {
+    let _turn = BRIDGE_BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
+    let gate = Gate::new();
+    let blockers = block_bridge_workers(2, &gate);
+    let pool = colorseam::BlockingPool::builder()
+        .name("iso-deadline")
+        .build()
+        .unwrap();
+    let (hold, held) = (Gate::new(), Gate::new());
+    let h = hold.clone();
+    let started = Instant::now();
+    // No tokio runtime here: the deadline's timer lives on the bridge.
+    let err = pollster::block_on(pool.offload_timeout(
+        move || h.wait(Duration::from_secs(10)),
+        Duration::from_millis(50),
+    ))
+    .unwrap_err();
+    let released = started.elapsed();
+    hold.open();
+    held.open();
+    gate.open();
+    for t in blockers {
+        t.join().unwrap();
+    }
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        released < Duration::from_secs(2),
+        "a 50 ms deadline released its caller after {released:?}"
+    );
+}
+
+#[test]
+fn futures_blocking_inside_block_on_timeout_do_not_stall_a_deadline_made_inside_a_job() {
+    let _turn = BRIDGE_BLOCKED.lock().unwrap_or_else(|e| e.into_inner());
+    let gate = Gate::new();
+    let blockers = block_bridge_workers(2, &gate);
+    let outer = colorseam::BlockingPool::builder()
+        .name("iso-outer")
+        .build()
+        .unwrap();
+    let inner = colorseam::BlockingPool::builder()
+        .name("iso-inner")
+        .build()
+        .unwrap();
+    let hold = Gate::new();
+    let h = hold.clone();
+    // Submitted with no runtime: the job runs with the bridge entered, and
+    // the deadline of the offload it makes is timed from there.
+    let (err, released) = pollster::block_on(outer.offload(move || {
+        let started = Instant::now();
+        let err = pollster::block_on(inner.offload_timeout(
+            move || h.wait(Duration::from_secs(10)),
+            Duration::from_millis(50),
+        ))
+        .unwrap_err();
+        (err, started.elapsed())
+    }))
+    .unwrap();
+    hold.open();
+    gate.open();
+    for t in blockers {
+        t.join().unwrap();
+    }
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        released < Duration::from_secs(2),
+        "a 50 ms deadline released its caller after {released:?}"
+    );
+}

@@ -174,11 +174,14 @@ impl<T: Send + 'static> Task for Job<T> {
         let _entered = self.site.span.enter();
         // The caller's world, as in `spawn_blocking`: `tokio::spawn`,
         // `Handle::current()` and `tokio::fs` in the closure use the
-        // submitting caller's runtime while it runs, else the bridge's.
+        // submitting caller's runtime while it runs, else the bridge's IO
+        // half, as a plain thread's `block_on` does (its timers, a nested
+        // offload's deadline among them, cannot be stalled by futures
+        // blocking the spawn half).
         let runtime = self
             .runtime()
             .cloned()
-            .or_else(|| crate::bridge::bridge_handle().ok());
+            .or_else(|| crate::bridge::bridge_io_handle().ok());
         let _in_runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
         let outcome = crate::job::enter(info, || match on {
             RunsOn::Worker(probe, id) => {
