@@ -648,3 +648,34 @@ async fn a_call_that_waits_in_block_on_does_not_run_the_calls_queued_behind_it()
         vec![0, 1, 2, 3]
     );
 }
+
+#[test]
+fn another_executor_on_a_plain_thread_gets_calls_deadlines_and_fail_fast_too() {
+    let conn = ThreadBound::new("tb-pollster", connect).unwrap();
+    assert_eq!(
+        pollster::block_on(conn.call(|c| c.thread.clone())).unwrap(),
+        "tb-pollster-1"
+    );
+    let gate = Gate::new();
+    let (running_tx, running) = std::sync::mpsc::channel();
+    let g = gate.clone();
+    let hung = conn.call_timeout(
+        move |_| {
+            running_tx.send(()).unwrap();
+            g.wait(LONG);
+        },
+        Duration::from_millis(50),
+    );
+    let queued = conn.call(|_| ());
+    running.recv_timeout(LONG).unwrap();
+    let started = Instant::now();
+    assert!(pollster::block_on(hung).unwrap_err().is_timeout());
+    let err = pollster::block_on(queued).unwrap_err();
+    assert!(err.is_saturated() && err.stuck_threads() == 1, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        pollster::block_on(conn.call(|_| 1)).is_ok(),
+        "a fresh thread serves"
+    );
+    gate.open();
+}
