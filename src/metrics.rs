@@ -81,6 +81,10 @@ pub struct PoolMetrics {
 #[non_exhaustive]
 pub struct ThreadMetrics {
     /// All OS threads the pool holds; never above `max_threads + max_abandoned`.
+    ///
+    /// A thread counts until it is gone from the OS (joined and, where
+    /// there is `/proc`, no longer listed there), not just until it stops
+    /// taking work: a thread that is still exiting is counted.
     pub total: usize,
     /// Threads waiting for work.
     pub idle: usize,
@@ -89,7 +93,8 @@ pub struct ThreadMetrics {
     /// Threads still running a job whose caller gave up (timed out, dropped
     /// its future, or was released by shutdown).
     pub abandoned: usize,
-    /// The most threads the pool ever held at once (a high-water mark).
+    /// The most threads the pool ever held at once (a high-water mark),
+    /// counted as `total` is, so it is never below what the OS listed.
     pub peak: usize,
 }
 

@@ -376,8 +376,19 @@ async fn after_a_hang_a_bounded_number_of_fresh_threads_come_from_the_factory() 
             .unwrap();
     assert_eq!(made_on, first);
     assert_eq!(dropped_on, first, "dropped on the thread that made it");
+    // Gone from the OS, and let go by its pool: a pool counts a thread
+    // until it has seen it gone (which trails /proc by a monitor tick).
+    let pools_count = || -> usize {
+        colorseam::metrics::all()
+            .iter()
+            .filter(|m| m.name == "tb-recover")
+            .map(|m| m.threads.total)
+            .sum()
+    };
     assert!(
-        eventually_async(LONG, || common::os_threads_named("tb-recover").eq(&1)).await,
+        eventually_async(LONG, || common::os_threads_named("tb-recover").eq(&1)
+            && pools_count() == 1)
+        .await,
         "the first thread leaves once its call returned"
     );
     let third = conn

@@ -131,7 +131,9 @@ impl Builder {
     /// When a caller gives up on a running job, its thread is abandoned and,
     /// while fewer than `max_abandoned` threads are abandoned, a replacement
     /// takes its place so capacity survives a hung dependency. The pool never
-    /// holds more than `max_threads + max_abandoned` OS threads. Beyond the
+    /// holds more than `max_threads + max_abandoned` OS threads, counting a
+    /// thread until the OS has torn it down: a replacement for a thread
+    /// that is still exiting starts once it is gone. Beyond the
     /// cap, stuck threads keep their slots and new work waits or is refused
     /// with an error saying how many threads are stuck.
     pub fn max_abandoned(mut self, n: usize) -> Self {

@@ -13,7 +13,9 @@
 //! `max_abandoned`). When a caller gives up on a running job the job is
 //! abandoned; if the budget allows, its thread leaves the active count and
 //! its permit is released, so a replacement can start. The sum never exceeds
-//! `max_threads + max_abandoned`.
+//! `max_threads + max_abandoned`. A thread that leaves stays counted (as
+//! `exited`) until it is gone from the OS and reaped by the monitor: a
+//! start that would need its room waits for that (see `reap`).
 //!
 //! *Growth* is on demand up to the core count, and past it only for workers
 //! that block, as a monitor thread sees them (see `monitor`).
@@ -152,6 +154,13 @@ struct Shared {
     /// and the pool is past its eager limit.
     monitored: bool,
     free_slots: Vec<usize>,
+    /// Slots whose thread has left the pool's work but may still be alive
+    /// (finishing its exit: its last job's drop, thread-local destructors).
+    /// Still counted against the bound until reaped (see `reap`).
+    exited: Vec<usize>,
+    /// Thread starts put off because exited threads still took their room;
+    /// the monitor makes them once those are reaped.
+    deferred_starts: usize,
     next_thread_number: u64,
     peak_threads: usize,
     shutdown: bool,
@@ -173,6 +182,8 @@ struct WorkerSlot {
     waiting: usize,
     /// The jobs this thread runs while it helps, innermost last.
     helping: Vec<Arc<dyn Task>>,
+    /// The thread's handle, joined once it has exited (see `reap`).
+    handle: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -258,6 +269,8 @@ impl BlockingPool {
                 workers: Vec::new(),
                 monitored: false,
                 free_slots: Vec::new(),
+                exited: Vec::new(),
+                deferred_starts: 0,
                 next_thread_number: 0,
                 peak_threads: 0,
                 shutdown: false,
@@ -500,13 +513,26 @@ impl Inner {
         }
     }
 
-    /// One monitor tick (see `monitor`): starts threads for queued work if
+    /// One monitor tick (see `monitor`): reaps exited threads, makes the
+    /// thread starts they put off, and starts threads for queued work if
     /// workers are blocked. Reads `/proc` with the pool lock released.
     pub(crate) fn monitor_tick(self: &Arc<Self>, now: Instant) -> monitor::Verdict {
+        let progress = self.reap(false) + self.start_deferred();
+        match self.grow_tick(now) {
+            monitor::Verdict::Watch if progress > 0 => monitor::Verdict::Grew,
+            verdict => verdict,
+        }
+    }
+
+    fn grow_tick(self: &Arc<Self>, now: Instant) -> monitor::Verdict {
         let mut shared = lock(&self.shared);
         // Shutting down is no reason to stop: a shutdown that runs the queue
         // needs threads for it like any other time.
         if shared.active_threads >= self.config.max_threads || self.live_queued(&shared) == 0 {
+            if !shared.exited.is_empty() || shared.deferred_starts > 0 {
+                // Still threads to reap, or starts waiting on them.
+                return monitor::Verdict::Watch;
+            }
             shared.monitored = false;
             return monitor::Verdict::Done;
         }
@@ -586,6 +612,17 @@ impl Inner {
     /// would all wait on it), and start-up failure handling runs user
     /// destructors outside the lock.
     fn spawn_worker(self: &Arc<Self>, mut shared: std::sync::MutexGuard<'_, Shared>) {
+        // A thread counts until it is gone, not until it leaves the work: a
+        // thread still exiting holds its room, and this start waits for it.
+        let lingering = shared.exited.len();
+        if lingering > 0
+            && shared.active_threads + shared.abandoned_budgeted + lingering
+                >= self.config.max_threads + self.config.max_abandoned
+        {
+            shared.deferred_starts += 1;
+            self.watch_exited(shared, true);
+            return;
+        }
         shared.active_threads += 1;
         let slot = match shared.free_slots.pop() {
             Some(slot) => slot,
@@ -599,7 +636,7 @@ impl Inner {
         // The peak counts the thread from here, before it starts, so a
         // metrics read after its first job already sees it. If the start
         // fails, the peak may overstate by the threads that never ran.
-        let total = shared.active_threads + shared.abandoned_budgeted;
+        let total = shared.active_threads + shared.abandoned_budgeted + shared.exited.len();
         let previous_peak = shared.peak_threads;
         shared.peak_threads = previous_peak.max(total);
         drop(shared);
@@ -621,7 +658,7 @@ impl Inner {
         }
         let mut shared = lock(&self.shared);
         match spawned {
-            Ok(_detached) => {}
+            Ok(handle) => shared.workers[slot].handle = Some(handle),
             Err(_os_error) => {
                 shared.active_threads -= 1;
                 shared.free_slots.push(slot);
@@ -716,10 +753,112 @@ impl Inner {
                 }
             }
         }
-        shared.free_slots.push(slot);
+        // Not free yet: this thread still runs (the drop below, its
+        // thread-locals' destructors), so it stays counted until reaped.
+        shared.exited.push(slot);
         self.notify_if_settled(&shared);
-        drop(shared);
+        self.watch_exited(shared, false);
         task::drop_quietly(finished);
+    }
+
+    /// Has the monitor reap this pool's exited threads (and make the starts
+    /// they put off). Without a monitor thread, reaps here, waiting for
+    /// them, if `may_wait` (not on an exiting worker, which would wait for
+    /// itself: its slot is reaped by the next start that needs the room).
+    fn watch_exited(
+        self: &Arc<Self>,
+        mut shared: std::sync::MutexGuard<'_, Shared>,
+        may_wait: bool,
+    ) {
+        shared.monitored = true;
+        drop(shared);
+        if monitor::watch(self) {
+            return;
+        }
+        lock(&self.shared).monitored = false;
+        if may_wait {
+            self.reap(true);
+            self.start_deferred();
+        }
+    }
+
+    /// Joins exited threads that are gone and frees their slots; returns how
+    /// many. With `wait`, waits for every exited thread.
+    ///
+    /// Gone means joined and, where the OS has `/proc`, no longer listed
+    /// there: Linux wakes a joiner before it removes the thread from
+    /// `/proc`. Without `wait`, a thread is joined only once std says it
+    /// finished and `/proc` no longer lists it, so the join does not wait
+    /// (on thread-local destructors, say). Thread ids are handed out
+    /// cyclically, so one is not listed again by another thread this soon.
+    fn reap(&self, wait: bool) -> usize {
+        let candidates: Vec<_> = {
+            let mut shared = lock(&self.shared);
+            let exited = shared.exited.clone();
+            exited
+                .into_iter()
+                .filter_map(|slot| {
+                    let worker = &mut shared.workers[slot];
+                    let thread = worker.handle.take_if(|t| wait || t.is_finished())?;
+                    Some((slot, thread, worker.stat.clone()))
+                })
+                .collect()
+        };
+        if candidates.is_empty() {
+            return 0;
+        }
+        let listed =
+            |stat: &Option<std::path::PathBuf>| stat.as_deref().is_some_and(monitor::still_listed);
+        let mut gone = Vec::new();
+        let mut lingering = Vec::new();
+        for (slot, thread, stat) in candidates {
+            if !wait && listed(&stat) {
+                lingering.push((slot, thread));
+                continue;
+            }
+            // The worker's own panics are caught; a thread-local
+            // destructor's ends the thread, which is all a join waits for.
+            let _ = thread.join();
+            while listed(&stat) {
+                std::thread::yield_now();
+            }
+            gone.push(slot);
+        }
+        let mut shared = lock(&self.shared);
+        for (slot, thread) in lingering {
+            shared.workers[slot].handle = Some(thread);
+        }
+        for &slot in &gone {
+            shared.exited.retain(|&s| s != slot);
+            shared.workers[slot].stat = None;
+            shared.free_slots.push(slot);
+        }
+        gone.len()
+    }
+
+    /// Makes the thread starts that exited threads put off, where the work
+    /// still needs them; returns how many it started.
+    fn start_deferred(self: &Arc<Self>) -> usize {
+        let mut shared = lock(&self.shared);
+        let mut deferred = std::mem::take(&mut shared.deferred_starts);
+        let mut started = 0;
+        while deferred > 0
+            && shared.active_threads < self.config.max_threads
+            && shared.idle + shared.pending_wakeups == 0
+            && self.live_queued(&shared) > 0
+        {
+            deferred -= 1;
+            let before = shared.deferred_starts;
+            self.spawn_worker(shared);
+            shared = lock(&self.shared);
+            if shared.deferred_starts > before {
+                // Still no room: put off again, with the rest.
+                shared.deferred_starts += deferred;
+                return started;
+            }
+            started += 1;
+        }
+        started
     }
 
     /// Bookkeeping after a job returned. True if this thread should exit.
@@ -930,7 +1069,7 @@ impl Inner {
             let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
             (
                 ThreadMetrics {
-                    total: shared.active_threads + shared.abandoned_budgeted,
+                    total: shared.active_threads + shared.abandoned_budgeted + shared.exited.len(),
                     idle: shared.idle + shared.pending_wakeups,
                     busy: shared.busy.saturating_sub(abandoned),
                     abandoned,

@@ -235,6 +235,25 @@ pub(crate) fn own_stat_path() -> Option<PathBuf> {
     Some(PathBuf::from("/proc").join(task).join("stat"))
 }
 
+/// Whether `/proc` still has the thread whose stat file is `stat`: its
+/// lookup finds it (or fails in a way that cannot say it is missing), or
+/// its process's task list still names it.
+pub(crate) fn still_listed(stat: &Path) -> bool {
+    match std::fs::metadata(stat) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return true,
+    }
+    let Some(task) = stat.parent() else {
+        return false;
+    };
+    let (tid, tasks) = (task.file_name(), task.parent());
+    tasks.is_some_and(|tasks| {
+        std::fs::read_dir(tasks).map_or(true, |mut list| {
+            list.any(|t| t.is_ok_and(|t| Some(t.file_name().as_os_str()) == tid))
+        })
+    })
+}
+
 /// Linux: `R` (running or runnable) in the thread's stat line. A thread
 /// waiting for a core is runnable: more threads would not help it.
 fn os_says_running(stat: &Path) -> Option<bool> {

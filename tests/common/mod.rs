@@ -194,3 +194,70 @@ pub fn within<T: Send + 'static>(
         Err(_) => panic!("{what} did not return within {limit:?}: deadlocked?"),
     }
 }
+
+/// The ids of this process's OS threads whose name starts with `prefix`,
+/// from /proc (see [`os_threads_named`]; panics the same way).
+pub fn os_thread_ids_named(prefix: &str) -> Vec<std::ffi::OsString> {
+    let tasks = match std::fs::read_dir("/proc/self/task") {
+        Ok(tasks) => tasks,
+        Err(error) if cfg!(target_os = "linux") => {
+            panic!("cannot count threads: /proc/self/task is unreadable ({error})")
+        }
+        Err(_) => return Vec::new(),
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.trim_end().starts_with(prefix))
+        })
+        .map(|t| t.file_name())
+        .collect()
+}
+
+/// Counts the OS threads named `prefix…` from /proc in a tight loop on a
+/// watcher thread, to catch the instant peak (a sample every few
+/// microseconds to a millisecond, as busy as the machine is).
+///
+/// One listing of `/proc/self/task` is not a snapshot: when a thread exits
+/// during it, Linux ends the batch early and resumes the next one by
+/// position, so one listing can hold a thread that exited and one started
+/// after it (seen here: two exited threads and their successor, with the
+/// live thread between them skipped). So a sample counts the threads seen
+/// in two listings in a row: each was alive from its first sighting to its
+/// second, so all were alive together when the first listing ended. That
+/// is a true lower bound of the threads alive at that instant.
+pub struct ThreadSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: std::thread::JoinHandle<(usize, u64)>,
+}
+
+impl ThreadSampler {
+    pub fn start(prefix: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (prefix, done) = (prefix.to_owned(), stop.clone());
+        let watcher = std::thread::Builder::new()
+            .name("test-sampler".to_owned())
+            .spawn(move || {
+                let (mut peak, mut samples) = (0, 0u64);
+                let mut before = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = os_thread_ids_named(&prefix);
+                    let both = now.iter().filter(|tid| before.contains(*tid)).count();
+                    peak = peak.max(both);
+                    before = now;
+                    samples += 1;
+                    std::thread::yield_now();
+                }
+                (peak, samples)
+            })
+            .expect("the test can start a thread");
+        ThreadSampler { stop, watcher }
+    }
+
+    /// Stops sampling: the most threads seen at once, and how many samples.
+    pub fn peak(self) -> (usize, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.watcher.join().expect("the sampler does not panic")
+    }
+}
