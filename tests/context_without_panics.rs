@@ -10,7 +10,8 @@
 //! `.ci/run` runs it a second time built with `-C panic=abort`, with
 //! `COLORSEAM_EXPECT_PANIC=abort` so a case checks the build really aborts,
 //! and once more with `COLORSEAM_HARNESS_SELFTEST=1`, which adds a case that
-//! panics and must make the run fail.
+//! panics and must make the run fail. It answers libtest's `--list` and
+//! `--exact`, so `cargo nextest run` runs it too.
 
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -439,8 +440,21 @@ fn main() -> ExitCode {
         case();
         return ExitCode::SUCCESS;
     }
-    // Plain words are filters, as with libtest; flags are ignored.
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // Plain words are filters, as with libtest; other flags are ignored.
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.as_str() != "terse")
+        .collect();
+    if args.iter().any(|a| a == "--list") {
+        // libtest's listing, which cargo-nextest reads (it then runs each
+        // case as `--exact NAME`); no case is ignored.
+        if !args.iter().any(|a| a == "--ignored") {
+            for (name, _) in cases() {
+                println!("{name}: test");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let exe = std::env::current_exe().expect("the path of this test binary");
     let strategy = if cfg!(panic = "abort") {
         "abort"
@@ -450,7 +464,15 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let mut ran = 0;
     for (name, _) in cases() {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        let exact = args.iter().any(|a| a == "--exact");
+        let chosen = |f: &&String| {
+            if exact {
+                name == f.as_str()
+            } else {
+                name.contains(f.as_str())
+            }
+        };
+        if !filters.is_empty() && !filters.iter().any(chosen) {
             continue;
         }
         ran += 1;
