@@ -2,9 +2,10 @@
 //! `max_threads + max_abandoned` holds for the threads `/proc` lists, at
 //! every instant a watcher thread samples it, and the pool's peak agrees.
 //!
-//! The two tests take turns (`ONE_AT_A_TIME`): each samples `/proc` in a
-//! tight loop while churning threads, and each is about its own pool's
-//! threads only.
+//! The two churn tests take turns (`ONE_AT_A_TIME`): each samples `/proc`
+//! in a tight loop while churning threads, and each is about its own
+//! pool's threads only. A third holds an exiting thread in its exit, so the
+//! gap the churn hits by chance is held open on purpose.
 
 mod common;
 
@@ -112,5 +113,84 @@ async fn the_os_never_sees_more_than_the_bound_under_a_churn_of_mixed_calls() {
     assert!(
         seen <= peak,
         "the OS saw {seen} threads, the pool's peak says {peak}"
+    );
+}
+
+/// Makes the thread that runs it linger in its exit: a thread-local whose
+/// destructor waits for `gate` (at most 20 s).
+struct Linger(common::Gate);
+
+impl Drop for Linger {
+    fn drop(&mut self) {
+        self.0.wait(Duration::from_secs(20));
+    }
+}
+
+thread_local! {
+    static LINGER: std::cell::RefCell<Option<Linger>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Deterministic: the exiting thread is held in its thread-local
+/// destructors, after it has left the pool's work, for as long as the test
+/// says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_still_running_its_exit_keeps_its_room_until_it_is_gone() {
+    const LONG: Duration = Duration::from_secs(20);
+    let pool = BlockingPool::builder()
+        .name("th-linger")
+        .max_threads(1)
+        .max_abandoned(0)
+        .keep_alive(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let gate = common::Gate::new();
+    let g = gate.clone();
+    pool.offload(move || LINGER.with(|l| *l.borrow_mut() = Some(Linger(g))))
+        .await
+        .unwrap();
+    // Idle past the keep-alive, the thread leaves the work and exits, and
+    // its thread-local's destructor holds it there.
+    assert!(common::eventually_async(LONG, || pool.metrics().threads.idle == 0).await);
+    assert_eq!(common::os_threads_named("th-linger"), 1, "it lingers");
+    assert_eq!(
+        pool.metrics().threads.total,
+        1,
+        "a thread still exiting is counted"
+    );
+
+    // A new call needs a thread; the bound (1) is taken by the one exiting.
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    let call = tokio::spawn(pool.offload(move || {
+        r.store(true, std::sync::atomic::Ordering::SeqCst);
+        2
+    }));
+    // Nothing may start for it while the exiting thread is alive: watched
+    // for a while (a check that something does not happen needs a wait).
+    let until = std::time::Instant::now() + Duration::from_millis(200);
+    while std::time::Instant::now() < until {
+        assert!(
+            common::os_threads_named("th-linger") <= 1,
+            "a replacement started beside a thread still exiting"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(pool.metrics().threads.peak <= 1);
+
+    // Once it is gone, the start it put off is made.
+    gate.open();
+    assert_eq!(
+        tokio::time::timeout(LONG, call)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert!(
+        pool.metrics().threads.peak <= 1,
+        "{:?}",
+        pool.metrics().threads
     );
 }
