@@ -267,3 +267,64 @@ fn permit_with_a_panicking_waker() {
     assert_eq!(futures::executor::block_on(waiting).unwrap(), 2);
     assert_eq!(pool.metrics().outcomes.cancelled_running, 1);
 }
+
+#[test]
+fn a_waker_woken_by_a_finished_job_may_reenter_the_pool() {
+    for how in EVERY_WAY {
+        within(STUCK, "a job finishing", move || {
+            let pool = BlockingPool::builder()
+                .name("re-done")
+                .max_threads(1)
+                .build()
+                .unwrap();
+            let gate = Gate::new();
+            let g = gate.clone();
+            let mut call = Box::pin(pool.offload(move || {
+                g.wait(LONG);
+                7
+            }));
+            let (reentrant, waker) = reentrant_waker(&pool, how);
+            assert!(poll_once(call.as_mut(), &waker).is_pending());
+            gate.open();
+            // Woken on the worker as the job's value is published.
+            assert!(common::eventually(LONG, || reentrant.woken() >= 1));
+            assert_eq!(futures::executor::block_on(call).unwrap(), 7, "{how:?}");
+        });
+    }
+}
+
+#[test]
+fn an_error_sink_may_reenter_the_pool_that_calls_it() {
+    for how in EVERY_WAY {
+        within(STUCK, "a detached failure", move || {
+            let pool_slot: Arc<std::sync::Mutex<Option<BlockingPool>>> = Arc::default();
+            let (tx, rx) = mpsc::channel();
+            let slot = pool_slot.clone();
+            let pool = BlockingPool::builder()
+                .name("re-sink")
+                .max_threads(1)
+                .error_sink(move |_error| {
+                    let pool = slot.lock().unwrap().clone();
+                    if let Some(pool) = pool {
+                        reenter(&pool, how);
+                    }
+                    let _ = tx.send(());
+                })
+                .build()
+                .unwrap();
+            *pool_slot.lock().unwrap() = Some(pool.clone());
+            pool.detach(|| -> Result<(), std::io::Error> { Err(std::io::Error::other("bad row")) })
+                .unwrap();
+            rx.recv_timeout(LONG).expect("the sink ran");
+            // The pool still works (or is shut down, if the sink did that).
+            let after = futures::executor::block_on(pool.offload(|| 1));
+            match how {
+                Reenter::ShutDown => assert!(after.unwrap_err().is_shutdown()),
+                _ => assert_eq!(after.unwrap(), 1),
+            }
+            // The sink reaches the pool through this slot: empty it, so the
+            // pool is not kept alive by its own sink.
+            pool_slot.lock().unwrap().take();
+        });
+    }
+}
