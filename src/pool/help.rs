@@ -28,7 +28,10 @@
 //! and in a shutdown of its own pool, which waits for the whole queue.
 //! Running another caller's job otherwise could close a cycle that plain
 //! queueing does not have: that job may wait for what this thread does
-//! after its `block_on`. A job with a deadline that no thread frees up for
+//! after its `block_on`. The room exception can still close such a cycle
+//! (the job it runs to free room may wait for this thread); that is the
+//! price of a nested offload behind a full queue completing at all when no
+//! other thread frees up. A job with a deadline that no thread frees up for
 //! stays queued and times out in the `Queued` phase, like any other.
 //!
 //! Who runs a job is decided when it is taken out of the queue, under the
