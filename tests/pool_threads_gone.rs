@@ -140,7 +140,7 @@ async fn a_thread_still_running_its_exit_keeps_its_room_until_it_is_gone() {
         .name("th-linger")
         .max_threads(1)
         .max_abandoned(0)
-        .keep_alive(Duration::from_millis(10))
+        .keep_alive(Duration::from_millis(100))
         .build()
         .unwrap();
     let gate = common::Gate::new();
@@ -150,6 +150,8 @@ async fn a_thread_still_running_its_exit_keeps_its_room_until_it_is_gone() {
         .unwrap();
     // Idle past the keep-alive, the thread leaves the work and exits, and
     // its thread-local's destructor holds it there.
+    // Idle first, then not idle with nothing to run: it left the work.
+    assert!(common::eventually_async(LONG, || pool.metrics().threads.idle == 1).await);
     assert!(common::eventually_async(LONG, || pool.metrics().threads.idle == 0).await);
     assert_eq!(common::os_threads_named("th-linger"), 1, "it lingers");
     assert_eq!(

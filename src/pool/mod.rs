@@ -645,7 +645,14 @@ impl Inner {
         if let Some(bytes) = self.config.stack_size {
             builder = builder.stack_size(bytes);
         }
+        #[cfg(not(test))]
         let spawned = builder.spawn(move || inner.worker_loop(slot));
+        // Unit tests can have the OS refuse a pool's threads from a point on.
+        #[cfg(test)]
+        let spawned = match tests::refused(&self.config.name) {
+            true => Err(std::io::Error::other("refused by the test")),
+            false => builder.spawn(move || inner.worker_loop(slot)),
+        };
         // Events before locking: a subscriber is user code.
         #[cfg(feature = "tracing")]
         match &spawned {
@@ -1223,5 +1230,170 @@ impl Inner {
 impl crate::metrics::Source for Inner {
     fn snapshot(&self) -> PoolMetrics {
         self.metrics()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Poll, Wake, Waker};
+    use std::time::Duration;
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    /// Pools whose thread starts the OS "refuses" (see `spawn_worker`).
+    static REFUSED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(super) fn refused(pool: &str) -> bool {
+        lock(&REFUSED).iter().any(|name| name == pool)
+    }
+
+    fn refuse(pool: &str, refuse: bool) {
+        let mut refused = lock(&REFUSED);
+        refused.retain(|name| name != pool);
+        if refuse {
+            refused.push(pool.to_owned());
+        }
+    }
+
+    /// A gate a thread-local's destructor waits on: holds its thread in
+    /// its exit, after it has left the pool's work.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+    impl Gate {
+        fn open(&self) {
+            *lock(&self.0.0) = true;
+            self.0.1.notify_all();
+        }
+        fn wait(&self) {
+            let open = lock(&self.0.0);
+            let _ = self.0.1.wait_timeout_while(open, LONG, |open| !*open);
+        }
+    }
+
+    struct Linger(Gate);
+    impl Drop for Linger {
+        fn drop(&mut self) {
+            self.0.wait();
+        }
+    }
+    thread_local! {
+        static LINGER: std::cell::RefCell<Option<Linger>> = const { std::cell::RefCell::new(None) };
+    }
+
+    struct Panics;
+    impl Wake for Panics {
+        fn wake(self: Arc<Self>) {
+            panic!("a waker that panics, on the monitor thread");
+        }
+    }
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < LONG {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    /// The pool's one thread runs a job, goes idle past the keep-alive and
+    /// lingers in its exit until `gate` opens; then a call needs a thread,
+    /// and its start is put off (deferred) to the monitor. Returns the call.
+    fn deferred_call(pool: &BlockingPool, gate: &Gate) -> crate::Offload<u32> {
+        let g = gate.clone();
+        let setup = pool.offload(move || LINGER.with(|l| *l.borrow_mut() = Some(Linger(g))));
+        let mut setup = Box::pin(setup);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(eventually(|| setup.as_mut().poll(&mut cx).is_ready()));
+        // Idle first, then not idle with nothing to run: past the keep-alive
+        // it left the work, and lingers in its exit (still counted).
+        assert!(eventually(|| pool.metrics().threads.idle == 1));
+        assert!(
+            eventually(|| {
+                let m = pool.metrics().threads;
+                m.idle == 0 && m.total == 1
+            }),
+            "the thread left the work and lingers in its exit"
+        );
+        pool.offload(|| 5)
+    }
+
+    /// A tick the monitor makes on its own (a start that exited threads put
+    /// off, made once they are reaped) that fails and strands a caller whose
+    /// waker panics: the panic stays in the waker, and the monitor goes on
+    /// making the next pool's deferred start.
+    #[test]
+    fn a_panicking_waker_woken_by_the_monitor_does_not_stop_the_monitor() {
+        let pool = BlockingPool::builder()
+            .name("unit-mon-refuse")
+            .max_threads(1)
+            .max_abandoned(0)
+            .keep_alive(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let gate = Gate::default();
+        let mut stranded = Box::pin(deferred_call(&pool, &gate));
+        let panics = Waker::from(Arc::new(Panics));
+        let mut cx = std::task::Context::from_waker(&panics);
+        assert!(stranded.as_mut().poll(&mut cx).is_pending());
+        refuse("unit-mon-refuse", true);
+        gate.open();
+        // The exiting thread goes; the monitor reaps it, tries the start it
+        // put off, the OS refuses, and the stranded call is failed (its
+        // waker, which panics, is woken on the monitor thread). Not polled
+        // again until then, so that waker is the one registered.
+        assert!(eventually(|| pool.metrics().outcomes.shut_down == 1));
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut outcome = None;
+        assert!(eventually(|| match stranded.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => {
+                outcome = Some(result);
+                true
+            }
+            Poll::Pending => false,
+        }));
+        let err = outcome.expect("resolved").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::SpawnFailed, "{err}");
+        refuse("unit-mon-refuse", false);
+
+        // The monitor is alive: another pool's deferred start is made.
+        let other = BlockingPool::builder()
+            .name("unit-mon-after")
+            .max_threads(1)
+            .max_abandoned(0)
+            .keep_alive(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let gate = Gate::default();
+        let mut call = Box::pin(deferred_call(&other, &gate));
+        gate.open();
+        let mut value = None;
+        assert!(
+            eventually(|| match call.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => {
+                    value = Some(result);
+                    true
+                }
+                Poll::Pending => false,
+            }),
+            "the monitor no longer makes deferred starts"
+        );
+        assert_eq!(value.expect("resolved").unwrap(), 5);
     }
 }
