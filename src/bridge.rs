@@ -637,15 +637,10 @@ impl Call {
         }
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(join_error)) if join_error.is_panic() => {
-                let payload = join_error.into_panic();
-                let message = panic_message(&*payload);
-                crate::pool::task::drop_quietly(payload);
-                Err(self
-                    .error(ErrorKind::Panicked)
-                    .with_phase(Phase::Running)
-                    .with_panic_message(message))
-            }
+            Ok(Err(join_error)) if join_error.is_panic() => Err(self
+                .error(ErrorKind::Panicked)
+                .with_phase(Phase::Running)
+                .with_panic(join_error.into_panic())),
             // Cancelled without us asking: its runtime shut down.
             Ok(Err(_cancelled)) => Err(self.error(ErrorKind::ShutDown).with_phase(Phase::Running)),
             Err(stopped) => Err(self.stopped(stopped)),

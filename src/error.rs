@@ -1,7 +1,9 @@
 //! The one error type of the crate, and the configuration error.
 
+use std::any::Any;
 use std::fmt;
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// What went wrong, coarsely; match on it or use the `is_*()` predicates.
@@ -23,9 +25,6 @@ pub enum ErrorKind {
     /// The OS refused to start a thread and no existing thread could take
     /// the job.
     SpawnFailed,
-    /// A deadline was given but the future was polled outside a tokio
-    /// runtime, so nothing could enforce it.
-    NoRuntime,
     /// A detached job returned an error of its own; see `source()`.
     Job,
     /// A blocking entry point (`block_on` and the adapters built on it) was
@@ -55,10 +54,6 @@ impl ErrorKind {
                 Some(Phase::Running) => "was released by shutdown",
             },
             ErrorKind::SpawnFailed => "failed: the OS refused to start a pool thread",
-            ErrorKind::NoRuntime => {
-                "cannot enforce its deadline: it was polled outside a tokio runtime (await it \
-                 inside one)"
-            }
             ErrorKind::Job => "failed",
             ErrorKind::AsyncContext => {
                 "was refused: called from async code (a task, a runtime's block_on, or a future \
@@ -121,7 +116,27 @@ struct Inner {
     phase: Option<Phase>,
     stuck_threads: usize,
     panic_message: Option<String>,
+    /// The panic's own payload, for [`Error::try_into_panic`]. Behind a
+    /// mutex only so that `Error` stays `Sync` (a payload is only `Send`).
+    panic_payload: Mutex<Option<Box<dyn Any + Send>>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A payload's destructor is user code: an error dropped during
+        // unwinding must not panic again and abort the process.
+        let payload = self
+            .panic_payload
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(payload) = payload {
+            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
+        }
+    }
 }
 
 impl Error {
@@ -141,6 +156,7 @@ impl Error {
                 phase: None,
                 stuck_threads: 0,
                 panic_message: None,
+                panic_payload: Mutex::new(None),
                 source: None,
             }),
         }
@@ -165,6 +181,18 @@ impl Error {
     /// `None` for a payload that is not a string.
     pub(crate) fn with_panic_message(mut self, message: Option<String>) -> Self {
         self.inner.panic_message = message;
+        self
+    }
+
+    /// The panic's message and its payload, kept for
+    /// [`try_into_panic`](Error::try_into_panic).
+    pub(crate) fn with_panic(mut self, payload: Box<dyn Any + Send>) -> Self {
+        self.inner.panic_message = panic_message(&*payload);
+        *self
+            .inner
+            .panic_payload
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(payload);
         self
     }
 
@@ -249,6 +277,46 @@ impl Error {
     pub fn panic_message(&self) -> Option<&str> {
         self.inner.panic_message.as_deref()
     }
+
+    /// The panic's own payload, to resume it with
+    /// [`std::panic::resume_unwind`] as if the code had panicked here (what
+    /// tokio's `JoinError::into_panic` gives), or the error back if it holds
+    /// none.
+    ///
+    /// An error holds the payload when a job or a `block_on_timeout` future
+    /// panicked and this is the error its caller got. Panics in detached
+    /// jobs reach the error sink with their message only (the payload is
+    /// dropped on the pool thread).
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` when the error is not a panic, or its payload is not
+    /// kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// #[derive(Debug, PartialEq)]
+    /// struct Code(u32);
+    ///
+    /// let err = colorseam::offload(|| std::panic::panic_any(Code(7))).await.unwrap_err();
+    /// assert!(err.is_panic());
+    /// assert_eq!(err.panic_message(), None); // not a string
+    /// let payload = err.try_into_panic().unwrap();
+    /// assert_eq!(payload.downcast_ref::<Code>(), Some(&Code(7)));
+    /// # }
+    /// ```
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, Error> {
+        let payload = self
+            .inner
+            .panic_payload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        payload.ok_or(self)
+    }
 }
 
 impl fmt::Display for Error {
@@ -266,10 +334,7 @@ impl fmt::Display for Error {
         // (it never got in) is already said by "refused".
         let refusal = matches!(
             inner.kind,
-            ErrorKind::AsyncContext
-                | ErrorKind::Saturated
-                | ErrorKind::NoRuntime
-                | ErrorKind::Reentrant
+            ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::Reentrant
         );
         if !refusal {
             write!(f, " after {:.1?}", inner.elapsed)?;
@@ -374,17 +439,28 @@ pub enum ConfigError {
     DefaultAlreadySet,
 }
 
+/// The message of a panic payload: the `&str` or `String` that `panic!`
+/// makes, or `None` for any other payload (`panic_any`, `resume_unwind`),
+/// which has no text to show.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<String> {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Some((*s).to_owned())
+    } else {
+        payload.downcast_ref::<String>().cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const KINDS: [ErrorKind; 8] = [
+        ErrorKind::Reentrant,
         ErrorKind::Timeout,
         ErrorKind::Panicked,
         ErrorKind::Saturated,
         ErrorKind::ShutDown,
         ErrorKind::SpawnFailed,
-        ErrorKind::NoRuntime,
         ErrorKind::Job,
         ErrorKind::AsyncContext,
     ];
@@ -424,7 +500,7 @@ mod tests {
                     assert!(text.ends_with(')'), "ends with the call site: {text}");
                     let refusal = matches!(
                         kind,
-                        ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::NoRuntime
+                        ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::Reentrant
                     );
                     match phase {
                         Some(phase) if !refusal => {

@@ -290,10 +290,10 @@ impl<T: Send + 'static> Future for Offload<T> {
                                 .core()
                                 .take_result()
                                 .expect("DONE is published after the value is stored");
-                            outcome.map_err(|message| {
+                            outcome.map_err(|payload| {
                                 job.error(ErrorKind::Panicked)
                                     .with_phase(Phase::Running)
-                                    .with_panic_message(message)
+                                    .with_panic(payload)
                             })
                         }
                         Status::Cancelled(_) | Status::Abandoned(_) => Err(job

@@ -140,11 +140,33 @@ async fn with_the_resume_policy_a_panic_resumes_in_the_caller() {
     let v = vendor.clone();
     let joined = tokio::spawn(async move { v.call(|_| -> u8 { panic!("resume me") }).await }).await;
     let payload = joined.unwrap_err().into_panic();
-    assert_eq!(
-        payload.downcast_ref::<String>().map(String::as_str),
-        Some("resume me")
-    );
+    // The sync code's own payload: `panic!` with a literal makes a `&str`.
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"resume me"));
     assert_eq!(vendor.call(|_| 2).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_resume_policy_a_non_string_payload_resumes_unchanged() {
+    #[derive(Debug, PartialEq)]
+    struct VendorFault(u32);
+    let vendor = Arc::new(
+        ForAsync::builder("fa-resume-any")
+            .panic_policy(PanicPolicy::Resume)
+            .build(())
+            .unwrap(),
+    );
+    let v = vendor.clone();
+    let joined = tokio::spawn(async move {
+        v.call(|_| -> u8 { std::panic::panic_any(VendorFault(42)) })
+            .await
+    })
+    .await;
+    let payload = joined.unwrap_err().into_panic();
+    assert_eq!(
+        payload.downcast_ref::<VendorFault>(),
+        Some(&VendorFault(42)),
+        "the payload a caller catches is the one the sync code raised, not a made-up string"
+    );
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub enum PanicPolicy {
     /// Return an error ([`Error::is_panic`]) carrying the panic message.
     #[default]
     ReturnError,
-    /// Resume the panic in the async caller (with the message as payload),
+    /// Resume the panic in the async caller (with the sync code's own payload),
     /// as if the sync code had been called inline. The pool thread survives
     /// either way.
     Resume,
@@ -130,8 +130,11 @@ impl<R: Send + 'static> Future for AdapterCall<R> {
                     }
                 }
                 if error.is_panic() && *this.panic_policy == PanicPolicy::Resume {
-                    let message = error.panic_message().unwrap_or("Box<dyn Any>").to_owned();
-                    std::panic::resume_unwind(Box::new(message));
+                    // The sync code's own payload, as if it had run inline.
+                    match error.try_into_panic() {
+                        Ok(payload) => resume_unwind(payload),
+                        Err(error) => return Poll::Ready(Err(error.with_operation("call"))),
+                    }
                 }
                 Err(error.with_operation("call"))
             }

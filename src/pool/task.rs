@@ -13,6 +13,7 @@ use super::Inner;
 use super::monitor::InClosure;
 use super::state::{EndedBy, JobCore, Status};
 use crate::caller_runtime::CallerRuntime;
+pub(crate) use crate::error::panic_message;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::job::JobInfo;
 use crate::sync::AtomicWaker;
@@ -20,9 +21,9 @@ use crate::sync::lock_std as lock;
 
 pub(crate) type BoxFn<T> = Box<dyn FnOnce() -> T + Send>;
 
-/// What running a closure produced: its value, or its panic's message
-/// (`None` for a payload that is not a string).
-pub(crate) type Outcome<T> = Result<T, Option<String>>;
+/// What running a closure produced: its value, or its panic's payload
+/// (handed to the caller inside its error, for `Error::try_into_panic`).
+pub(crate) type Outcome<T> = Result<T, Box<dyn std::any::Any + Send>>;
 
 /// Facts fixed when the call is made.
 pub(crate) struct CallSite {
@@ -193,19 +194,15 @@ impl<T: Send + 'static> Task for Job<T> {
             RunsOn::Helper => catch_unwind(AssertUnwindSafe(func)),
         });
         pool.run_time.record(started.elapsed());
-        let outcome = outcome.map_err(|payload| {
-            let message = panic_message(&*payload);
-            drop_quietly(payload);
-            message
-        });
         let panicked = outcome.is_err();
-        if let (true, Err(message)) = (self.detached, &outcome) {
+        if let (true, Err(payload)) = (self.detached, &outcome) {
             // Nobody reads a detached job's outcome: its panic goes to the
-            // sink here, where it is also counted as a panic below.
+            // sink here, where it is also counted as a panic below. The
+            // payload stays in the outcome, dropped quietly with it.
             let error = self
                 .error(ErrorKind::Panicked)
                 .with_phase(Phase::Running)
-                .with_panic_message(message.clone());
+                .with_panic_message(panic_message(&**payload));
             pool.report_detached_failure(error);
         }
         // Room first, so a caller that resubmits as soon as it wakes finds it.
@@ -265,17 +262,6 @@ impl<T: Send + 'static> Task for Job<T> {
 
     fn made_on_slot(&self) -> Option<usize> {
         self.site.made_on_slot
-    }
-}
-
-/// The message of a panic payload: the `&str` or `String` that `panic!`
-/// makes, or `None` for any other payload (`panic_any`, `resume_unwind`),
-/// which has no text to show.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Some((*s).to_owned())
-    } else {
-        payload.downcast_ref::<String>().cloned()
     }
 }
 
