@@ -55,7 +55,7 @@
 use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::bridge::{CallerContext, context};
+use crate::block_on::{CallerContext, context};
 
 /// What the guard does about a violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

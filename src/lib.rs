@@ -111,6 +111,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod adapter;
+mod block_on;
 mod bridge;
 mod caller_runtime;
 mod deadline;
@@ -125,7 +126,7 @@ mod spin;
 mod stamp;
 mod sync;
 
-pub use bridge::{
+pub use block_on::{
     CallerContext, RuntimeFlavor, block_on, block_on_deadline, block_on_in_place, block_on_timeout,
     context,
 };

@@ -930,7 +930,7 @@ impl<T: 'static> ThreadBound<T> {
 fn bound_deadline(timeout: Duration) -> Instant {
     Instant::now()
         .checked_add(timeout)
-        .unwrap_or_else(crate::bridge::far_future)
+        .unwrap_or_else(crate::block_on::far_future)
 }
 
 /// Runs `f` on this thread's resource of generation `life`, made by

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bridge::{Call, Runtime, bridge_handle};
+use crate::block_on::{Call, Runtime};
+use crate::bridge::bridge_handle;
 use crate::error::Error;
 
 /// The default deadline of a [`ForSync`] call, as in `reqwest::blocking`.
@@ -170,7 +171,7 @@ impl<T: Send + Sync + 'static> ForSync<T> {
         // behaves the same with or without one: a far deadline stands in.
         let deadline = timeout
             .and_then(|t| call.started.checked_add(t))
-            .unwrap_or_else(crate::bridge::far_future);
+            .unwrap_or_else(crate::block_on::far_future);
         call.run_until(f(resource), Some(deadline), Runtime::Bridge)
     }
 }

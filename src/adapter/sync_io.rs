@@ -9,7 +9,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::bridge::Call;
+use crate::block_on::Call;
 use crate::error::Error;
 
 /// An async [`Stream`] read as a blocking [`Iterator`].
