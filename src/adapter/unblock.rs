@@ -70,7 +70,11 @@ impl Interest {
         let mut wakers = lock_std(&self.wakers);
         let slot = &mut wakers[side as usize];
         if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
+            let replaced = slot.replace(waker.clone());
+            drop(wakers);
+            // Dropped outside the lock: a waker's drop is user code (it
+            // may be the last reference to a task, or block).
+            drop(replaced);
         }
     }
 }
@@ -479,9 +483,13 @@ impl<T> Feed<T> {
     fn pop_or_register(&self, waker: &Waker) -> Option<T> {
         let mut state = lock_std(&self.state);
         let item = state.items.pop_front();
+        let mut replaced = None;
         if item.is_none() && !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            state.waker = Some(waker.clone());
+            replaced = state.waker.replace(waker.clone());
         }
+        drop(state);
+        // Dropped outside the lock: a waker's drop is user code.
+        drop(replaced);
         item
     }
 
@@ -606,14 +614,15 @@ where
     I::Item: Send + 'static,
 {
     fn drop(&mut self) {
-        // Tell a running step to stop; the items already made are dropped
-        // here (outside the lock), not on the pool thread.
-        let items = {
+        // Tell a running step to stop; the items already made and the
+        // waker are dropped here (outside the lock: both are user values),
+        // not on the pool thread.
+        let (items, waker) = {
             let mut state = lock_std(&self.feed.state);
             state.closed = true;
-            state.waker = None;
-            std::mem::take(&mut state.items)
+            (std::mem::take(&mut state.items), state.waker.take())
         };
+        drop(waker);
         drop(items);
     }
 }

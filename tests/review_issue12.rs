@@ -1,0 +1,250 @@
+//! Issue 12 under a hostile review: user code (here a waker's `Drop`) run
+//! while one of the adapters' locks is held. Each test makes the user code
+//! wait, with a generous bound, for something a pool thread can only do by
+//! taking that same lock: held, the wait runs out; released, it ends at once.
+
+mod common;
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::task::Waker;
+use std::time::Duration;
+
+use colorseam::BlockingPool;
+use colorseam::adapter::{Unblock, UnblockIter};
+use common::{Reentrant, within};
+use futures::Stream;
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// How long a waker's drop waits for the pool thread: far past any load.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// How long the whole test may take before it is called a deadlock.
+const STUCK: Duration = Duration::from_secs(60);
+
+/// An item that says when it is dropped (on the pool thread, when a push
+/// into a closed feed refuses it).
+struct Told(Option<mpsc::Sender<()>>);
+
+impl Drop for Told {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// What an `UnblockIter` whose step timed out leaves behind: the stream
+/// (its feed closed, holding the last clone of the waker `armed` runs in),
+/// and a step still running that pushes one item when `armed` says go.
+struct Abandoned {
+    stream: Pin<Box<UnblockIter<Box<dyn Iterator<Item = Told> + Send>>>>,
+    /// True while the test drops or polls the stream (the waker's drop is
+    /// expected then, with the stream's own code on the stack).
+    inside: Arc<AtomicBool>,
+    /// Set by the waker's drop: (ran inside, saw the item refused in time).
+    verdict: Arc<std::sync::Mutex<Option<(bool, bool)>>>,
+    _pool: BlockingPool,
+}
+
+fn abandoned_step(name: &str) -> Abandoned {
+    let pool = BlockingPool::builder()
+        .name(name)
+        .max_threads(1)
+        .max_abandoned(1)
+        .default_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (told_tx, told_rx) = mpsc::channel::<()>();
+    // The step's one item comes only when the waker's drop says go.
+    let iter: Box<dyn Iterator<Item = Told> + Send> =
+        Box::new(std::iter::once(()).map(move |()| {
+            go_rx.recv().expect("the test sends go");
+            Told(Some(told_tx.clone()))
+        }));
+    let mut stream = Box::pin(UnblockIter::new(iter).with_pool(pool.clone()));
+    let inside = Arc::new(AtomicBool::new(false));
+    let verdict = Arc::new(std::sync::Mutex::new(None));
+    let (was_inside, out) = (inside.clone(), verdict.clone());
+    let told_rx = std::sync::Mutex::new(told_rx);
+    let armed = Reentrant::dropping(move || {
+        let ran_inside = was_inside.load(Ordering::SeqCst);
+        let _ = go_tx.send(());
+        // The abandoned step pushes the item: refused by the closed feed,
+        // it is dropped right after the feed's lock is taken and let go.
+        let in_time = told_rx.lock().unwrap().recv_timeout(PATIENCE).is_ok();
+        *out.lock().unwrap() = Some((ran_inside, in_time));
+    });
+    let plain = Reentrant::waker(|| {});
+    let waker = Waker::from(plain.clone());
+    // The deadline passes while the iterator waits: the step is given up on
+    // (the abandoned job keeps this waker until it ends).
+    let got = loop {
+        let seen = plain.woken();
+        match poll_next(stream.as_mut(), &waker) {
+            std::task::Poll::Ready(got) => break got,
+            std::task::Poll::Pending => assert!(
+                common::eventually(STUCK, || plain.woken() > seen),
+                "the stream's waker was never woken"
+            ),
+        }
+    };
+    assert_eq!(
+        got.map(|item| item.is_err()),
+        Some(true),
+        "the step times out"
+    );
+    // The stream has ended; a poll still leaves its waker with the feed,
+    // and nothing else keeps this one.
+    let armed = Waker::from(armed);
+    assert!(matches!(
+        poll_next(stream.as_mut(), &armed),
+        std::task::Poll::Ready(None)
+    ));
+    drop(armed);
+    Abandoned {
+        stream,
+        inside,
+        verdict,
+        _pool: pool,
+    }
+}
+
+impl Abandoned {
+    fn verdict(&self) -> (bool, bool) {
+        assert!(
+            common::eventually(STUCK, || self.verdict.lock().unwrap().is_some()),
+            "the waker was never dropped"
+        );
+        self.verdict.lock().unwrap().expect("checked just above")
+    }
+}
+
+#[test]
+fn a_waker_dropped_with_a_dropped_unblock_iter_runs_with_the_feed_unlocked() {
+    let (ran_inside, in_time) = within(STUCK, "dropping an UnblockIter", || {
+        let Abandoned {
+            stream,
+            inside,
+            verdict,
+            _pool,
+        } = abandoned_step("r12-iter-drop");
+        inside.store(true, Ordering::SeqCst);
+        drop(stream);
+        inside.store(false, Ordering::SeqCst);
+        Abandoned {
+            stream: Box::pin(UnblockIter::new(
+                Box::new(std::iter::empty()) as Box<dyn Iterator<Item = Told> + Send>
+            )),
+            inside,
+            verdict,
+            _pool,
+        }
+        .verdict()
+    });
+    assert!(
+        ran_inside,
+        "the feed did not hold the waker's last clone: the test did not test"
+    );
+    assert!(
+        in_time,
+        "the waker's drop waited {PATIENCE:?} for a push the feed's lock held up: \
+         it ran with the lock held"
+    );
+}
+
+/// A reader whose one read returns only when told to, and says when it ends.
+struct Held {
+    go: mpsc::Receiver<()>,
+}
+
+impl Read for Held {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.go.recv().expect("the test sends go");
+        buf[0] = 7;
+        Ok(1)
+    }
+}
+
+#[test]
+fn a_waker_replaced_on_an_unblock_is_dropped_with_the_wakers_unlocked() {
+    let in_time = within(STUCK, "polling an Unblock with a new waker", || {
+        let pool = BlockingPool::builder()
+            .name("r12-unblock-wk")
+            .max_threads(1)
+            .build()
+            .unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let mut io = Box::pin(Unblock::new(Held { go: go_rx }).with_pool(pool.clone()));
+        let mut space = [0u8; 8];
+        // The second waker: woken by the step's end, which takes the lock.
+        let woken = Arc::new(AtomicBool::new(false));
+        let (woke_tx, woke_rx) = mpsc::channel::<()>();
+        let flag = woken.clone();
+        let second = Waker::from(Reentrant::waker(move || {
+            flag.store(true, Ordering::SeqCst);
+            let _ = woke_tx.send(());
+        }));
+        let in_time = Arc::new(AtomicBool::new(false));
+        let seen = in_time.clone();
+        let woke_rx = std::sync::Mutex::new(woke_rx);
+        let first = Waker::from(Reentrant::dropping(move || {
+            let _ = go_tx.send(());
+            // The read ends and the step wakes both halves' wakers, which
+            // it can only do once the wakers' lock is free.
+            seen.store(
+                woke_rx.lock().unwrap().recv_timeout(PATIENCE).is_ok(),
+                Ordering::SeqCst,
+            );
+        }));
+        {
+            let mut buf = ReadBuf::new(&mut space);
+            let mut cx = std::task::Context::from_waker(&first);
+            assert!(io.as_mut().poll_read(&mut cx, &mut buf).is_pending());
+        }
+        drop(first);
+        {
+            // Replacing the first waker drops the Unblock's clone, its last.
+            let mut buf = ReadBuf::new(&mut space);
+            let mut cx = std::task::Context::from_waker(&second);
+            let _ = io.as_mut().poll_read(&mut cx, &mut buf);
+        }
+        assert!(common::eventually(PATIENCE, || woken.load(Ordering::SeqCst)));
+        in_time.load(Ordering::SeqCst)
+    });
+    assert!(
+        in_time,
+        "the replaced waker's drop waited {PATIENCE:?} for a wake the wakers' lock held up: \
+         it ran with the lock held"
+    );
+}
+
+#[test]
+fn a_waker_replaced_on_an_unblock_iter_is_dropped_with_the_feed_unlocked() {
+    let (ran_inside, in_time) = within(STUCK, "polling an UnblockIter with a new waker", || {
+        let mut abandoned = abandoned_step("r12-iter-wk");
+        let other = Waker::from(Reentrant::waker(|| {}));
+        abandoned.inside.store(true, Ordering::SeqCst);
+        let _ = poll_next(abandoned.stream.as_mut(), &other);
+        abandoned.inside.store(false, Ordering::SeqCst);
+        abandoned.verdict()
+    });
+    assert!(
+        ran_inside,
+        "the feed did not hold the waker's last clone: the test did not test"
+    );
+    assert!(
+        in_time,
+        "the replaced waker's drop waited {PATIENCE:?} for a push the feed's lock held up: \
+         it ran with the lock held"
+    );
+}
+
+fn poll_next<S: Stream + ?Sized>(
+    stream: Pin<&mut S>,
+    waker: &Waker,
+) -> std::task::Poll<Option<S::Item>> {
+    stream.poll_next(&mut std::task::Context::from_waker(waker))
+}
