@@ -8,8 +8,8 @@
 //! parallel with everything else. The thread that waits for it does not
 //! run it, unless nothing else can:
 //!
-//! - no worker is idle (or already woken for work), and the pool cannot
-//!   grow: it is at `max_threads` (below that, the pool starts a thread
+//! - no worker is idle (or already woken for work, or being started), and
+//!   the pool cannot grow: it is at `max_threads` (below that, the pool starts a thread
 //!   itself or the monitor does once it sees the waiting worker blocked);
 //! - the job has no deadline: a job run here could not be abandoned at its
 //!   deadline without abandoning the waiting thread's own work, and if its
@@ -63,9 +63,11 @@ struct WaitState {
     pool: usize,
     /// Pending offloads with a deadline: while any is, no help at all.
     deadlines: AtomicUsize,
-    /// Offloads to this pool waiting for room: while any is, help with any
-    /// queued job, not only this thread's own (room frees only when queued
-    /// jobs run, and only this thread may be left to run them).
+    /// Offloads to this pool waiting for room, and async shutdowns of this
+    /// pool without a deadline: while any is, help with any queued job, not
+    /// only this thread's own (room frees only when queued jobs run, a
+    /// shutdown waits for them all, and only this thread may be left to
+    /// run them).
     room: AtomicUsize,
 }
 
@@ -96,7 +98,11 @@ pub(crate) fn waiting_for_shutdown() -> Option<Waiting> {
 
 fn waiting(any_job: bool) -> Option<Waiting> {
     let (pool, slot) = super::current_worker()?;
-    lock(&pool.shared).workers[slot].waiting += 1;
+    {
+        let mut shared = lock(&pool.shared);
+        shared.workers[slot].waiting += 1;
+        shared.waiters += 1;
+    }
     let state = Arc::new(WaitState {
         pool: Arc::as_ptr(&pool) as usize,
         deadlines: AtomicUsize::new(0),
@@ -131,7 +137,9 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         let previous = self.previous.take();
         let _ = WAIT.try_with(|w| *w.borrow_mut() = previous);
-        lock(&self.pool.shared).workers[self.slot].waiting -= 1;
+        let mut shared = lock(&self.pool.shared);
+        shared.workers[self.slot].waiting -= 1;
+        shared.waiters -= 1;
     }
 }
 
@@ -181,6 +189,15 @@ pub(crate) fn room_wanted_here(pool: &Arc<Inner>) -> Option<Hold> {
     hold(true, Some(pool))
 }
 
+/// A shutdown of `pool` without a deadline, made on one of its threads and
+/// polled there during a helping wait: while it lives, the thread may help
+/// with any queued job, as a blocking shutdown of its own pool does (the
+/// shutdown waits for the whole queue). Counted with the waits for room,
+/// which ask the same.
+pub(crate) fn any_job_wanted_here(pool: &Arc<Inner>) -> Option<Hold> {
+    hold(true, Some(pool))
+}
+
 impl std::fmt::Debug for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hold")
@@ -194,7 +211,7 @@ impl Inner {
     /// `any_job`, any in queue order.
     fn help_one(self: &Arc<Self>, slot: usize, any_job: bool) -> bool {
         let mut shared = lock(&self.shared);
-        if shared.idle + shared.pending_wakeups > 0
+        if shared.idle + shared.pending_wakeups + shared.starting > 0
             || shared.active_threads < self.config.max_threads
         {
             return false;
@@ -286,6 +303,36 @@ pub(super) fn wake_a_helper(shared: std::sync::MutexGuard<'_, Shared>, made_on: 
     let thread = slot.and_then(|slot| shared.workers[slot].thread.clone());
     drop(shared);
     if let Some(thread) = thread {
+        thread.unpark();
+    }
+}
+
+/// The waiting threads to wake after a worker took a job out of the queue
+/// (called under the lock, woken with it released by [`wake`]), when what
+/// is left has no thread to go to: a waiter that looked while this worker
+/// was woken but had not yet taken its job (or was being started) saw a
+/// thread on its way, did not help and parked; if that thread took another
+/// job, the waiter's nested job stays queued with nobody to run it unless
+/// the waiter looks again. Empty (no allocation, no scan) otherwise.
+pub(super) fn waiters_to_wake(shared: &Shared, max_threads: usize) -> Vec<std::thread::Thread> {
+    if shared.waiters == 0
+        || shared.queue.is_empty()
+        || shared.idle + shared.pending_wakeups + shared.starting > 0
+        || shared.active_threads < max_threads
+    {
+        return Vec::new();
+    }
+    shared
+        .workers
+        .iter()
+        .filter(|w| w.waiting > 0)
+        .filter_map(|w| w.thread.clone())
+        .collect()
+}
+
+/// Wakes the threads [`waiters_to_wake`] picked, to look again.
+pub(super) fn wake(threads: Vec<std::thread::Thread>) {
+    for thread in threads {
         thread.unpark();
     }
 }

@@ -139,11 +139,17 @@ struct Shared {
     idle: usize,
     /// Idle workers already notified and about to take work.
     pending_wakeups: usize,
+    /// Threads counted in `active` whose start is under way: they have not
+    /// yet looked at the queue (a waiting thread does not help meanwhile).
+    starting: usize,
     /// Jobs executing on a thread, abandoned ones included.
     busy: usize,
     /// Jobs run by a pool thread that helps while it waits (see `help`),
     /// not abandoned: they hold no thread of their own, but a caller waits.
     helped_live: usize,
+    /// Waits (nested `block_on`s, own-pool shutdowns) that may help now,
+    /// over all slots: the sum of the slots' `waiting` (see `help`).
+    waiters: usize,
     /// Slots whose threads called shutdown on this, their own, pool and
     /// wait for everything but their own jobs to settle (see `shutdown`).
     shutdown_excepts: Vec<usize>,
@@ -263,8 +269,10 @@ impl BlockingPool {
                 abandoned_over: 0,
                 idle: 0,
                 pending_wakeups: 0,
+                starting: 0,
                 busy: 0,
                 helped_live: 0,
+                waiters: 0,
                 shutdown_excepts: Vec::new(),
                 workers: Vec::new(),
                 monitored: false,
@@ -624,6 +632,7 @@ impl Inner {
             return;
         }
         shared.active_threads += 1;
+        shared.starting += 1;
         let slot = match shared.free_slots.pop() {
             Some(slot) => slot,
             None => {
@@ -668,6 +677,7 @@ impl Inner {
             Ok(handle) => shared.workers[slot].handle = Some(handle),
             Err(_os_error) => {
                 shared.active_threads -= 1;
+                shared.starting -= 1;
                 shared.free_slots.push(slot);
                 if shared.peak_threads == total && previous_peak < total {
                     // Nothing else raised it meanwhile: undo this start's.
@@ -698,6 +708,7 @@ impl Inner {
         // dropped with the pool lock released.
         let mut finished: Option<Arc<dyn Task>> = None;
         let mut shared = lock(&self.shared);
+        shared.starting -= 1;
         shared.workers[slot].stat = stat;
         shared.workers[slot].thread = Some(std::thread::current());
         let in_closure = shared.workers[slot].in_closure.clone();
@@ -708,7 +719,9 @@ impl Inner {
                 worker.job = Some(job.clone());
                 worker.jobs_taken += 1;
                 let job_number = worker.jobs_taken;
+                let waiters = help::waiters_to_wake(&shared, self.config.max_threads);
                 drop(shared);
+                help::wake(waiters);
                 task::drop_quietly(finished.take());
                 // `run` catches the job's panics; this catches the rest (a
                 // waker whose `wake` panics) so the thread and its

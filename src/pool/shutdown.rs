@@ -208,6 +208,14 @@ impl Shutdown {
                 // A pool thread driving this future must not help past the
                 // deadline (see `help`).
                 let _hold = deadline.and_then(|_| help::hold_here());
+                // Without a deadline, a pool thread that shuts its own pool
+                // down and drives this future in `block_on` may run any
+                // queued job, as `shutdown_blocking` does there: the shutdown
+                // waits for the whole queue, which may need this very thread.
+                let _any_job = match (deadline, start.except.is_some()) {
+                    (None, true) => help::any_job_wanted_here(&inner),
+                    _ => None,
+                };
                 loop {
                     let notified = inner.settled_async.notified();
                     tokio::pin!(notified);
