@@ -23,12 +23,10 @@
 //! builds): a multi-thread runtime's `block_on` future looks like a
 //! `Handle::enter` thread, and a `LocalSet` task on that thread like a
 //! `spawn_blocking` thread, so both are silent; blocking there holds up
-//! only that thread's futures, never the runtime's workers. The one
-//! look-alike that goes the other way is code inside a raw
-//! `tokio::task::block_in_place` closure, which looks like the worker task
-//! it came from and is reported; run it through
-//! [`block_on_in_place`](crate::block_on_in_place) or an offload instead.
-//! [`crate::CallerContext`] lists every case.
+//! only that thread's futures, never the runtime's workers. Code inside a
+//! raw `tokio::task::block_in_place` closure is silent too: tokio has moved
+//! the worker's other tasks away and left its scheduler there, which is
+//! what makes blocking fine. [`crate::CallerContext`] lists every case.
 //!
 //! What a violation does is a process-wide [`Policy`]: by default a panic
 //! in debug builds (so tests catch it) and a warning in release builds (a

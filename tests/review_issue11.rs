@@ -131,3 +131,146 @@ fn the_async_shutdown_from_the_only_thread_with_work_queued_behind_it_returns() 
     assert_eq!(report.abandoned, 0, "{report:?}");
     assert_eq!(queued.join().unwrap().unwrap().unwrap(), "queued ran");
 }
+
+/// A shutdown made by a job that its thread runs while it helps (a nested
+/// job run by the waiting thread itself) settles everything but that
+/// thread's jobs (the helped one and the one that waits for it) and
+/// returns; both then finish.
+#[test]
+fn a_shutdown_from_a_helped_job_settles_the_rest_and_returns() {
+    let pool = BlockingPool::builder()
+        .name("r11-helped-shutdown")
+        .max_threads(1)
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    let p = pool.clone();
+    let (report, outer_thread, helped_thread) =
+        within(LIMIT, "a helped job's shutdown", move || {
+            colorseam::block_on(p.clone().offload(move || {
+                let outer_thread = std::thread::current().id();
+                let (report, helped_thread) = colorseam::block_on(p.clone().offload(move || {
+                    (
+                        p.shutdown_blocking(colorseam::pool::ShutdownOptions::run_queued(
+                            Duration::MAX,
+                        )),
+                        std::thread::current().id(),
+                    )
+                }))
+                .unwrap()
+                .unwrap();
+                (report, outer_thread, helped_thread)
+            }))
+            .unwrap()
+            .unwrap()
+        });
+    assert_eq!(outer_thread, helped_thread, "a one-thread pool: helped");
+    assert_eq!(report.abandoned, 0, "{report:?}");
+    assert_eq!(report.cancelled, 0, "{report:?}");
+}
+
+/// `block_on_in_place` from a `Drop` that runs while a task on a
+/// multi-thread worker unwinds: no panic hook is touched, so the process
+/// does not abort and the future runs to completion.
+#[test]
+fn block_on_in_place_from_a_drop_during_unwinding_on_a_worker_completes() {
+    struct OnDrop(std::sync::mpsc::Sender<Result<u8, colorseam::Error>>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            let _ = self.0.send(colorseam::block_on_in_place(async {
+                tokio::task::yield_now().await;
+                9u8
+            }));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let joined = rt.block_on(async move {
+        tokio::spawn(async move {
+            let _guard = OnDrop(tx);
+            std::panic::panic_any("unwinding through a guard");
+        })
+        .await
+    });
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap().unwrap(), 9);
+}
+
+/// Inside a raw `tokio::task::block_in_place` closure tokio has left the
+/// runtime's scheduler context (the worker's other tasks moved away), so
+/// blocking is fine there: `context()` says a blocking thread of that
+/// runtime, `block_on` runs, and the guard is silent.
+#[test]
+fn inside_a_raw_block_in_place_closure_blocking_is_allowed() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (context, ran, new_violations) = rt.block_on(async {
+        tokio::spawn(async {
+            assert!(colorseam::context().is_async(), "a task on a worker");
+            tokio::task::block_in_place(|| {
+                let before = colorseam::guard::violations();
+                colorseam::guard::assert_blocking_allowed();
+                let new_violations = colorseam::guard::violations() - before;
+                (
+                    colorseam::context(),
+                    colorseam::block_on(async {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        3u8
+                    })
+                    .map_err(|e| e.to_string()),
+                    new_violations,
+                )
+            })
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(
+        context,
+        colorseam::CallerContext::BlockingThread {
+            flavor: colorseam::RuntimeFlavor::MultiThread
+        }
+    );
+    assert_eq!(ran, Ok(3));
+    assert_eq!(new_violations, 0);
+}
+
+/// Another executor on a plain thread: an offload's deadline releases the
+/// caller at the deadline (no tokio runtime current at the call or poll).
+#[test]
+fn under_futures_executor_a_nested_sandwich_and_a_deadline_both_hold() {
+    let pool = BlockingPool::builder()
+        .name("r11-futures")
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let p = pool.clone();
+    let (took, timed_out, nested) = within(LIMIT, "futures::executor", move || {
+        let started = Instant::now();
+        let gate = common::Gate::new();
+        let g = gate.clone();
+        let err = futures::executor::block_on(
+            p.offload_timeout(move || g.wait(LIMIT), Duration::from_millis(50)),
+        )
+        .unwrap_err();
+        let took = started.elapsed();
+        gate.open();
+        let q = p.clone();
+        let nested = futures::executor::block_on(p.offload(move || {
+            colorseam::block_on(async move { q.offload(|| 4u8).await.unwrap() }).unwrap()
+        }))
+        .unwrap();
+        (took, err.is_timeout(), nested)
+    });
+    assert!(timed_out);
+    assert!(took < Duration::from_secs(10), "released after {took:?}");
+    assert_eq!(nested, 4);
+}

@@ -63,11 +63,14 @@ impl From<tokio::runtime::RuntimeFlavor> for RuntimeFlavor {
 ///   block there anyway; `.await`.
 /// - A `LocalSet` task on such a thread looks like a `spawn_blocking`
 ///   thread, and is reported as a blocking thread for the same reason.
-/// - Code inside a raw `tokio::task::block_in_place` closure looks like the
-///   worker task it came from, and is reported as
-///   [`AsyncWorker`](CallerContext::AsyncWorker): colorseam's `block_on` is
-///   refused there and the guard reports a violation. Use
-///   [`block_on_in_place`](crate::block_on_in_place) instead, which marks its own drive.
+/// - Code inside a raw `tokio::task::block_in_place` closure runs where
+///   tokio has left the runtime's scheduler (it hands the worker's other
+///   tasks to a new worker first) with the runtime's handle still
+///   current: it looks like a `Handle::enter` thread and is reported as
+///   [`BlockingThread`](CallerContext::BlockingThread), which is what
+///   `block_in_place` makes it. colorseam's `block_on` runs there and the
+///   guard is silent; [`block_on_in_place`](crate::block_on_in_place)
+///   does both steps in one call.
 /// - A thread that entered one runtime's handle while another runtime's
 ///   scheduler runs on it is judged by the scheduler's presence and the
 ///   entered handle's flavor.
