@@ -248,3 +248,155 @@ fn poll_next<S: Stream + ?Sized>(
 ) -> std::task::Poll<Option<S::Item>> {
     stream.poll_next(&mut std::task::Context::from_waker(waker))
 }
+
+/// What a re-entering waker does to the pool when it runs.
+#[derive(Debug, Clone, Copy)]
+enum Reenter {
+    ReadMetrics,
+    Offload,
+    ShutDown,
+}
+
+const EVERY_WAY: [Reenter; 3] = [Reenter::ReadMetrics, Reenter::Offload, Reenter::ShutDown];
+
+fn reentrant_waker(pool: &BlockingPool, how: Reenter) -> (Arc<Reentrant>, Waker) {
+    let pool = pool.clone();
+    let reentrant = Reentrant::waker(move || match how {
+        Reenter::ReadMetrics => {
+            let _ = pool.metrics();
+        }
+        Reenter::Offload => drop(pool.try_offload(|| ())),
+        Reenter::ShutDown => drop(pool.shutdown(colorseam::pool::ShutdownOptions::cancel_queued(
+            Duration::ZERO,
+        ))),
+    });
+    let waker = Waker::from(reentrant.clone());
+    (reentrant, waker)
+}
+
+#[test]
+fn wakers_woken_by_a_timeout_and_by_the_permit_it_gives_back_may_reenter_the_pool() {
+    for how in EVERY_WAY {
+        within(STUCK, "a caller timing out", move || timing_out(how));
+    }
+}
+
+/// One thread, one queue slot: a call that times out while it runs (its
+/// own waker, woken by the timer thread, re-enters the pool), and a caller
+/// waiting for room, woken by the permit the timed-out call gives back.
+fn timing_out(how: Reenter) {
+    let pool = BlockingPool::builder()
+        .name("r12-timeout")
+        .max_threads(1)
+        .queue_capacity(1)
+        .max_abandoned(1)
+        .build()
+        .unwrap();
+    let gate = common::Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    let mut running = Box::pin(pool.offload_timeout(
+        move || {
+            let _ = started_tx.send(());
+            g.wait(STUCK);
+        },
+        Duration::from_millis(200),
+    ));
+    let (timed, timed_waker) = reentrant_waker(&pool, how);
+    assert!(common::poll_once(running.as_mut(), &timed_waker).is_pending());
+    started_rx.recv_timeout(STUCK).expect("the job starts");
+    let g = gate.clone();
+    let queued = pool.offload(move || g.wait(STUCK));
+    let mut waiting = Box::pin(pool.offload(|| 2));
+    let (room, room_waker) = reentrant_waker(&pool, how);
+    assert!(common::poll_once(waiting.as_mut(), &room_waker).is_pending());
+    // The timer thread wakes the running call's waker at its deadline.
+    assert!(
+        common::eventually(STUCK, || timed.woken() >= 1),
+        "{how:?}: the timed-out caller was never woken"
+    );
+    // Polled again, the caller gives up: its permit goes back (abandoned
+    // within budget), waking the caller waiting for room on this thread.
+    let result = loop {
+        let seen = timed.woken();
+        match common::poll_once(running.as_mut(), &timed_waker) {
+            std::task::Poll::Ready(result) => break result,
+            std::task::Poll::Pending => {
+                assert!(common::eventually(STUCK, || timed.woken() > seen))
+            }
+        }
+    };
+    let error = result.unwrap_err();
+    match how {
+        // The waker shut the pool down first: released by shutdown, or timed out.
+        Reenter::ShutDown => assert!(error.is_timeout() || error.is_shutdown(), "{error}"),
+        _ => assert!(error.is_timeout(), "{how:?}: {error}"),
+    }
+    assert!(
+        common::eventually(STUCK, || room.woken() >= 1),
+        "{how:?}: the waiter was never woken"
+    );
+    gate.open();
+    let result = futures::executor::block_on(waiting);
+    match how {
+        Reenter::ShutDown => assert!(result.unwrap_err().is_shutdown()),
+        _ => assert_eq!(result.unwrap(), 2, "{how:?}"),
+    }
+    drop(queued);
+}
+
+#[test]
+fn many_threads_racing_deadlines_on_one_thread_bound_never_hold_more_threads_than_its_budget() {
+    use colorseam::adapter::ThreadBound;
+    const MAX_ABANDONED: usize = 2;
+    let sampler = common::ThreadSampler::start("r12tb");
+    let conn = Arc::new(
+        ThreadBound::new("r12tb", || 0u64)
+            .unwrap()
+            .with_max_abandoned(MAX_ABANDONED),
+    );
+    futures::executor::block_on(conn.call(|_| ())).unwrap();
+    let callers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut timed_out, mut refused) = (0, 0, 0);
+                for i in 0..150u64 {
+                    // Deadlines that land before, during and after the call.
+                    let work = Duration::from_micros((i + t) % 7 * 300);
+                    let call = conn.call_timeout(
+                        move |n| {
+                            *n += 1;
+                            std::thread::sleep(work)
+                        },
+                        Duration::from_micros(900),
+                    );
+                    match futures::executor::block_on(call) {
+                        Ok(()) => ok += 1,
+                        Err(e) if e.is_timeout() => timed_out += 1,
+                        Err(e) if e.is_saturated() => refused += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                (ok, timed_out, refused)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for caller in callers {
+        let (ok, timed_out, refused) = caller.join().expect("a caller does not panic");
+        total += ok + timed_out + refused;
+    }
+    assert_eq!(total, 600);
+    drop(conn);
+    assert!(common::eventually(Duration::from_secs(30), || {
+        common::os_threads_named("r12tb") == 0
+    }));
+    let (peak, samples) = sampler.peak();
+    println!("peak {peak} threads over {samples} samples");
+    assert!(samples > 10, "the sampler did not sample");
+    assert!(
+        peak <= 1 + MAX_ABANDONED,
+        "{peak} threads alive at once, against a budget of 1 + {MAX_ABANDONED}"
+    );
+}
