@@ -261,15 +261,16 @@ const EVERY_WAY: [Reenter; 3] = [Reenter::ReadMetrics, Reenter::Offload, Reenter
 
 fn reentrant_waker(pool: &BlockingPool, how: Reenter) -> (Arc<Reentrant>, Waker) {
     let pool = pool.clone();
-    let reentrant = Reentrant::waker(move || match how {
-        Reenter::ReadMetrics => {
-            let _ = pool.metrics();
-        }
-        Reenter::Offload => drop(pool.try_offload(|| ())),
-        Reenter::ShutDown => drop(pool.shutdown(colorseam::pool::ShutdownOptions::cancel_queued(
-            Duration::ZERO,
-        ))),
-    });
+    let reentrant =
+        Reentrant::waker(move || match how {
+            Reenter::ReadMetrics => {
+                let _ = pool.metrics();
+            }
+            Reenter::Offload => drop(pool.try_offload(|| ())),
+            Reenter::ShutDown => drop(pool.shutdown(
+                colorseam::pool::ShutdownOptions::cancel_queued(Duration::ZERO),
+            )),
+        });
     let waker = Waker::from(reentrant.clone());
     (reentrant, waker)
 }
@@ -399,4 +400,111 @@ fn many_threads_racing_deadlines_on_one_thread_bound_never_hold_more_threads_tha
         peak <= 1 + MAX_ABANDONED,
         "{peak} threads alive at once, against a budget of 1 + {MAX_ABANDONED}"
     );
+}
+
+/// A duplex value: reads come from a buffer, writes go to another.
+struct Duplex {
+    input: io::Cursor<Vec<u8>>,
+    output: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Read for Duplex {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl io::Write for Duplex {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn split_halves_of_one_unblock_in_two_tasks_both_finish_under_a_paused_clock() {
+    within(STUCK, "split halves under start_paused", || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let io = Unblock::new(Duplex {
+            input: io::Cursor::new(data.clone()),
+            output: output.clone(),
+        })
+        .with_capacity(4096);
+        let (read, written) = runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut reader, mut writer) = tokio::io::split(io);
+            let sent = data.clone();
+            let reading = tokio::spawn(async move {
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).await.unwrap();
+                got
+            });
+            let writing = tokio::spawn(async move {
+                for chunk in sent.chunks(1000) {
+                    writer.write_all(chunk).await.unwrap();
+                }
+                writer.flush().await.unwrap();
+                sent.len()
+            });
+            (reading.await.unwrap(), writing.await.unwrap())
+        });
+        assert_eq!(read.len(), 100_000, "the reader got everything");
+        assert_eq!(written, 100_000);
+        assert_eq!(
+            output.lock().unwrap().len(),
+            100_000,
+            "the writer wrote everything"
+        );
+    });
+}
+
+#[test]
+fn split_halves_of_one_unblock_in_two_tasks_of_a_futures_local_pool_both_finish() {
+    within(STUCK, "split halves on a futures LocalPool", || {
+        use futures::task::LocalSpawnExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let io = Unblock::new(Duplex {
+            input: io::Cursor::new(data.clone()),
+            output: output.clone(),
+        })
+        .with_capacity(4096);
+        let (mut reader, mut writer) = tokio::io::split(io);
+        let mut pool = futures::executor::LocalPool::new();
+        let read = pool
+            .spawner()
+            .spawn_local_with_handle(async move {
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).await.unwrap();
+                got.len()
+            })
+            .unwrap();
+        let sent = data.clone();
+        let wrote = pool
+            .spawner()
+            .spawn_local_with_handle(async move {
+                for chunk in sent.chunks(1000) {
+                    writer.write_all(chunk).await.unwrap();
+                }
+                writer.flush().await.unwrap();
+            })
+            .unwrap();
+        let (read, ()) = pool.run_until(futures::future::join(read, wrote));
+        assert_eq!(read, 100_000, "the reader got everything");
+        assert_eq!(
+            output.lock().unwrap().len(),
+            100_000,
+            "the writer wrote everything"
+        );
+    });
 }
