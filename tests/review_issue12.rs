@@ -508,3 +508,41 @@ fn split_halves_of_one_unblock_in_two_tasks_of_a_futures_local_pool_both_finish(
         );
     });
 }
+
+#[test]
+fn a_watchdog_report_hook_may_offload_to_a_pool_and_wait_for_it() {
+    use colorseam::detect::Watchdog;
+    within(STUCK, "a report hook that offloads", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let pool = BlockingPool::builder().name("r12-hook").build().unwrap();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (p, a) = (pool.clone(), answered.clone());
+        let watchdog = Watchdog::builder()
+            .threshold(Duration::from_millis(100))
+            .on_report(move |_| {
+                let p2 = p.clone();
+                // Re-enters the pool from the hook: offloads, waits, reads metrics.
+                let busy = colorseam::block_on(p.offload(move || p2.metrics().threads.busy));
+                if matches!(busy, Ok(Ok(busy)) if busy >= 1) {
+                    a.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .install(rt.handle())
+            .unwrap();
+        let gate = common::Gate::new();
+        let g = gate.clone();
+        // The runtime's one worker is frozen until a hook has answered.
+        rt.spawn(async move { g.wait(STUCK) });
+        assert!(
+            common::eventually(STUCK, || answered.load(Ordering::SeqCst) >= 1),
+            "no report hook got an answer from the pool"
+        );
+        gate.open();
+        assert!(common::eventually(STUCK, || watchdog.stalls() >= 1));
+        drop(watchdog);
+        drop(rt);
+    });
+}
