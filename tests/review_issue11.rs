@@ -274,3 +274,43 @@ fn under_futures_executor_a_nested_sandwich_and_a_deadline_both_hold() {
     assert!(took < Duration::from_secs(10), "released after {took:?}");
     assert_eq!(nested, 4);
 }
+
+/// Many threads on one pool: eight callers, each making sandwiches (async
+/// -> sync -> async -> sync) in a loop on a two-thread pool whose queue has
+/// room for all of them; every round completes (no lost wake-up leaves a
+/// nested job queued with its waiting thread parked).
+#[test]
+fn eight_callers_making_sandwiches_on_a_two_thread_pool_all_complete() {
+    let pool = BlockingPool::builder()
+        .name("r11-many")
+        .max_threads(2)
+        .queue_capacity(256)
+        .build()
+        .unwrap();
+    let callers: Vec<_> = (0..8u64)
+        .map(|caller| {
+            let p = pool.clone();
+            std::thread::spawn(move || {
+                let mut sum = 0;
+                for round in 0..50u64 {
+                    let q = p.clone();
+                    sum += colorseam::block_on(p.offload(move || {
+                        colorseam::block_on(async move {
+                            let (a, b) = (q.offload(move || caller), q.offload(move || round));
+                            a.await.unwrap() + b.await.unwrap()
+                        })
+                        .unwrap()
+                    }))
+                    .unwrap()
+                    .unwrap();
+                }
+                sum
+            })
+        })
+        .collect();
+    let total = within(LIMIT, "eight callers' sandwiches", move || {
+        callers.into_iter().map(|c| c.join().unwrap()).sum::<u64>()
+    });
+    let expected: u64 = (0..8u64).map(|c| 50 * c + (0..50).sum::<u64>()).sum();
+    assert_eq!(total, expected);
+}
