@@ -314,3 +314,36 @@ fn eight_callers_making_sandwiches_on_a_two_thread_pool_all_complete() {
     let expected: u64 = (0..8u64).map(|c| 50 * c + (0..50).sum::<u64>()).sum();
     assert_eq!(total, expected);
 }
+
+/// A paused test clock around a sandwich: neither the outer offload's
+/// deadline nor the nested one's (made and polled on the pool thread) is
+/// cut short while the jobs really run.
+#[tokio::test(start_paused = true)]
+async fn under_a_paused_clock_nested_deadlines_do_not_cut_running_jobs_short() {
+    let pool = BlockingPool::builder()
+        .name("r11-paused")
+        .max_threads(2)
+        .build()
+        .unwrap();
+    let p = pool.clone();
+    let started = Instant::now();
+    let nested = pool
+        .offload_timeout(
+            move || {
+                colorseam::block_on(async move {
+                    p.offload_timeout(
+                        || std::thread::sleep(Duration::from_millis(50)),
+                        Duration::from_secs(3),
+                    )
+                    .await
+                })
+            },
+            Duration::from_secs(3),
+        )
+        .await;
+    let nested = nested
+        .expect("the outer deadline held")
+        .expect("block_on ran");
+    assert!(nested.is_ok(), "the nested deadline held: {nested:?}");
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
