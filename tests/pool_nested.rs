@@ -38,26 +38,7 @@ fn pool(name: &str, threads: usize) -> BlockingPool {
 fn nested_jobs_that_wait_on_each_other_run_in_parallel_on_idle_threads() {
     let pool = pool("nst-pair", 8);
     let p = pool.clone();
-    let (a_saw_b, b_saw_a) = within(move || {
-        colorseam::block_on(p.clone().offload(move || {
-            colorseam::block_on(async move {
-                let (to_b, from_a) = mpsc::channel();
-                let (to_a, from_b) = mpsc::channel();
-                let a = p.offload(move || {
-                    let _ = to_b.send(());
-                    from_b.recv_timeout(Duration::from_secs(5)).is_ok()
-                });
-                let b = p.offload(move || {
-                    let _ = to_a.send(());
-                    from_a.recv_timeout(Duration::from_secs(5)).is_ok()
-                });
-                (a.await.unwrap(), b.await.unwrap())
-            })
-        }))
-        .unwrap()
-        .unwrap()
-        .unwrap()
-    });
+    let (a_saw_b, b_saw_a) = within(move || common::meeting_pair_in_a_job(&p));
     assert!(a_saw_b && b_saw_a, "a saw b: {a_saw_b}, b saw a: {b_saw_a}");
 }
 

@@ -57,24 +57,7 @@ fn a_waiting_thread_helps_once_the_woken_worker_has_taken_the_other_job() {
         let p = pool.clone();
         let started = Instant::now();
         let (a_met, b_met) = within(LIMIT, "a meeting pair of nested jobs", move || {
-            colorseam::block_on(p.clone().offload(move || {
-                colorseam::block_on(async move {
-                    let (to_b, from_a) = mpsc::channel();
-                    let (to_a, from_b) = mpsc::channel();
-                    let a = p.offload(move || {
-                        let _ = to_b.send(());
-                        from_b.recv_timeout(Duration::from_secs(5)).is_ok()
-                    });
-                    let b = p.offload(move || {
-                        let _ = to_a.send(());
-                        from_a.recv_timeout(Duration::from_secs(5)).is_ok()
-                    });
-                    (a.await.unwrap(), b.await.unwrap())
-                })
-            }))
-            .unwrap()
-            .unwrap()
-            .unwrap()
+            common::meeting_pair_in_a_job(&p)
         });
         assert!(
             a_met && b_met,

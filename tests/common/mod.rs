@@ -261,3 +261,30 @@ impl ThreadSampler {
         self.watcher.join().expect("the sampler does not panic")
     }
 }
+
+/// From a plain thread, a job of `pool` that `block_on`s two nested jobs of
+/// the same pool which meet (each sends, then waits up to 5 s to hear from
+/// the other): whether each heard the other. Both true only if the two
+/// ran at the same time.
+pub fn meeting_pair_in_a_job(pool: &colorseam::BlockingPool) -> (bool, bool) {
+    use std::sync::mpsc;
+    let p = pool.clone();
+    colorseam::block_on(pool.offload(move || {
+        colorseam::block_on(async move {
+            let (to_b, from_a) = mpsc::channel();
+            let (to_a, from_b) = mpsc::channel();
+            let a = p.offload(move || {
+                let _ = to_b.send(());
+                from_b.recv_timeout(Duration::from_secs(5)).is_ok()
+            });
+            let b = p.offload(move || {
+                let _ = to_a.send(());
+                from_a.recv_timeout(Duration::from_secs(5)).is_ok()
+            });
+            (a.await.unwrap(), b.await.unwrap())
+        })
+    }))
+    .unwrap()
+    .unwrap()
+    .unwrap()
+}
