@@ -21,6 +21,13 @@ const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(10);
 pub(crate) struct ThreadMark {
     pub(crate) thread: ThreadId,
     pub(crate) name: Option<String>,
+    /// The thread's kernel id, for reading what it waits on once it
+    /// stalls (read once, when the mark is made).
+    pub(crate) tid: Option<u32>,
+    /// The index of the runtime worker running the current instrumented
+    /// poll, plus one; 0 when not on a worker. So the watchdog's look at
+    /// tokio's per-worker counts does not report a named stall again.
+    pub(crate) worker: AtomicU64,
     /// The [`runtime_key`] of the runtime whose worker runs the current
     /// instrumented poll; 0 when it is not on a worker. Written per poll,
     /// not once per thread: a thread may poll under `futures::executor`
@@ -45,6 +52,8 @@ thread_local! {
         let mark = Arc::new(ThreadMark {
             thread: current.id(),
             name: current.name().map(str::to_owned),
+            tid: super::proc::current_tid(),
+            worker: AtomicU64::new(0),
             runtime: AtomicU64::new(0),
             polling_since: AtomicU64::new(0),
             task: AtomicU64::new(0),
@@ -233,7 +242,8 @@ impl<F: Future> Future for Instrumented<F> {
         // Only a poll on one of a runtime's workers can stall it: a blocking
         // thread, a colorseam pool thread or a plain thread that merely
         // entered the runtime may block as long as it likes.
-        let runtime = if tokio::runtime::worker_index().is_some() {
+        let worker = tokio::runtime::worker_index();
+        let runtime = if worker.is_some() {
             let task = tokio::task::try_id();
             if task.is_none() || task != *this.seen_task {
                 // Outside a tokio task (a current-thread runtime's
@@ -245,7 +255,8 @@ impl<F: Future> Future for Instrumented<F> {
         } else {
             0
         };
-        let polling = Polling::begin(*this.id, runtime, stamp_now());
+        let worker = worker.map_or(0, |w| w as u64 + 1);
+        let polling = Polling::begin(*this.id, runtime, worker, stamp_now());
         let result = this.future.poll(cx);
         let nanos = polling.end(stamp_now());
         let c = this.counters;
@@ -278,7 +289,7 @@ struct Polling {
 
 impl Polling {
     #[inline]
-    fn begin(task: u64, runtime: u64, since: u64) -> Self {
+    fn begin(task: u64, runtime: u64, worker: u64, since: u64) -> Self {
         MARK.with(|mark| {
             let polling = Polling {
                 since,
@@ -288,6 +299,8 @@ impl Polling {
             };
             mark.task.store(task, Ordering::Relaxed);
             mark.runtime.store(runtime, Ordering::Relaxed);
+            // Not restored after: a nested poll runs on the same worker.
+            mark.worker.store(worker, Ordering::Relaxed);
             mark.polling_since.store(since, Ordering::Release);
             polling
         })

@@ -14,7 +14,12 @@
 //!   happening*: which worker, for how long so far, and the instrumented
 //!   task being polled there with its call site; then the stall's end and
 //!   total length. One freeze is one stall with one id and one end, however
-//!   it was first seen.
+//!   it was first seen. On Linux each report of an ongoing stall also says
+//!   what the stuck thread is waiting on ([`ThreadWait`]): the system call
+//!   by name (`read`, `recvfrom`, `futex`, `clock_nanosleep`, `connect`…),
+//!   the socket's local and peer address or the file's path, or that it is
+//!   running on a CPU, read from `/proc` for that one thread at that
+//!   moment.
 //! - [`LagMonitor`] measures scheduler lag: how long a woken task waits to
 //!   be polled, as p50/p99/max, for dashboards and tests.
 //!
@@ -45,6 +50,14 @@
 //! thread-local reads and a few plain stores (no locked instructions); see
 //! `benches/detect.rs`.
 //!
+//! What a thread waits on comes from `/proc/self/task/<tid>/syscall`,
+//! `/proc/self/fd` and `/proc/self/net`: Linux only, and only where those
+//! are readable. Elsewhere (other systems, a sandbox that hides `/proc`)
+//! [`StallReport::wait`] is `None` and the reports read as before: nothing
+//! is guessed. System calls are named on x86_64 and aarch64; on other
+//! architectures only their numbers are given. `/proc` is read only for a
+//! thread already past the threshold, once per report.
+//!
 //! Idle is told from blocked where tokio lets us: a runtime whose workers
 //! are all parked (tokio's park/unpark counts) is idle, and one that was
 //! watched from outside and has not run yet is not stalled. What tokio does
@@ -58,8 +71,12 @@
 
 mod instrument;
 mod lag;
+mod proc;
 mod watchdog;
 
 pub use instrument::{Instrumented, TaskStats, instrument, set_slow_poll_hook};
 pub use lag::LagMonitor;
+#[doc(hidden)]
+pub use proc::override_proc_root;
+pub use proc::{FdTarget, Syscall, ThreadWait};
 pub use watchdog::{StallReport, StallState, Watchdog, WatchdogBuilder};

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::task::AtomicWaker;
 
 use super::instrument::{marks, runtime_key, task_info};
+use super::proc::ThreadWait;
 use crate::stamp::{from_stamp, stamp_now};
 use crate::sync::lock_std;
 
@@ -46,6 +47,12 @@ pub struct StallReport {
     pub task: Option<String>,
     /// Where that task was instrumented.
     pub location: Option<&'static Location<'static>>,
+    /// What the stuck thread is waiting on, read from `/proc` when the
+    /// report was made: a system call with its socket's peer or its file's
+    /// path, or running on a CPU. Only in reports of an ongoing stall, and
+    /// only where the OS says (Linux with a readable `/proc`); otherwise,
+    /// or when the thread is not known, `None`.
+    pub wait: Option<ThreadWait>,
 }
 
 impl fmt::Display for StallReport {
@@ -59,9 +66,13 @@ impl fmt::Display for StallReport {
             StallState::Ended => write!(f, " stall ended after {:.1?}", self.stalled_for)?,
         }
         match (&self.task, self.location) {
-            (Some(task), Some(location)) => write!(f, " in task {task:?} at {location}"),
-            (Some(task), None) => write!(f, " in task {task:?}"),
-            _ => write!(f, " in an uninstrumented task"),
+            (Some(task), Some(location)) => write!(f, " in task {task:?} at {location}")?,
+            (Some(task), None) => write!(f, " in task {task:?}")?,
+            _ => write!(f, " in an uninstrumented task")?,
+        }
+        match &self.wait {
+            Some(wait) => write!(f, ", {wait}"),
+            None => Ok(()),
         }
     }
 }
@@ -181,9 +192,18 @@ struct Heartbeat {
     /// When the last answer was given (a stamp).
     answered_at: AtomicU64,
     /// The thread that gave it, for reports of uninstrumented stalls.
-    thread: Mutex<Option<(ThreadId, Option<String>)>>,
+    thread: Mutex<Option<Seen>>,
     /// The task is gone: its runtime shut down, or the watchdog dropped.
     gone: AtomicBool,
+}
+
+/// A thread the heartbeat ran on.
+#[derive(Clone)]
+struct Seen {
+    thread: ThreadId,
+    name: Option<String>,
+    /// Its kernel id, to read what it waits on if it stalls.
+    tid: Option<u32>,
 }
 
 struct HeartbeatTask {
@@ -203,7 +223,11 @@ impl Future for HeartbeatTask {
             let current = std::thread::current();
             let changed = self.thread != Some(current.id());
             if changed {
-                *lock_std(&beat.thread) = Some((current.id(), current.name().map(str::to_owned)));
+                *lock_std(&beat.thread) = Some(Seen {
+                    thread: current.id(),
+                    name: current.name().map(str::to_owned),
+                    tid: super::proc::current_tid(),
+                });
             }
             // Release: the stamp and thread above are visible with it.
             beat.answered.store(requested, Ordering::Release);
@@ -323,6 +347,9 @@ struct Tracked {
     next_report: Duration,
     worker: Option<String>,
     thread: Option<ThreadId>,
+    /// The stuck thread's kernel id, if known: what it waits on is read
+    /// from `/proc` for each ongoing report.
+    tid: Option<u32>,
     task: Option<String>,
     location: Option<&'static Location<'static>>,
 }
@@ -468,6 +495,7 @@ impl Watcher {
                         next_report: Duration::ZERO,
                         worker: mark.name.clone(),
                         thread: Some(mark.thread),
+                        tid: mark.tid,
                         task: info.as_ref().map(|i| i.name.clone()),
                         location: info.as_ref().map(|i| i.location),
                     };
@@ -576,15 +604,19 @@ impl Watcher {
         if late < self.threshold || !beat.answered_ever || self.parked() {
             return;
         }
-        let (thread, worker) = lock_std(&self.shared.heartbeat.thread)
-            .clone()
-            .map_or((None, None), |(id, name)| (Some(id), name));
+        let seen = lock_std(&self.shared.heartbeat.thread).clone();
+        let (thread, worker, tid) =
+            seen.map_or((None, None, None), |s| (Some(s.thread), s.name, s.tid));
         let stall = Tracked {
             id: self.new_stall(),
             since,
             next_report: late.saturating_mul(2),
             worker,
             thread,
+            // The heartbeat's last thread is the stuck one only on a
+            // current-thread runtime; on a multi-thread one, any worker
+            // may be the one that no longer runs it.
+            tid: tid.filter(|_| self.current_thread),
             task: None,
             location: None,
         };
@@ -622,12 +654,18 @@ impl Watcher {
             stalled_for,
             task: tracked.task.clone(),
             location: tracked.location,
+            // Read only now, for a thread already past the threshold.
+            wait: match state {
+                StallState::Ongoing => tracked.tid.and_then(super::proc::read),
+                StallState::Ended => None,
+            },
         };
         #[cfg(feature = "tracing")]
         match state {
             StallState::Ongoing => tracing::warn!(
                 worker = ?report.worker,
                 task = ?report.task,
+                wait = report.wait.as_ref().map(tracing::field::display),
                 ?stalled_for,
                 "colorseam watchdog: {report}"
             ),

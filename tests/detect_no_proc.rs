@@ -1,0 +1,63 @@
+//! Where `/proc` cannot be read, stall reports stay as they were: no
+//! wait, nothing guessed, nothing panics. (Its own test binary: the
+//! override that hides `/proc` is process-wide.)
+
+use std::sync::Mutex;
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use colorseam::detect::{StallState, Watchdog, instrument, override_proc_root};
+
+#[test]
+fn without_proc_a_stall_is_reported_as_before_with_no_wait() {
+    // A directory with nothing of `/proc` in it.
+    let empty = std::env::temp_dir().join(format!("colorseam-no-proc-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("a temp dir");
+    override_proc_root(Some(empty.clone()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a runtime");
+    let (tx, rx) = channel();
+    let tx = Mutex::new(tx);
+    let _watchdog = Watchdog::builder()
+        .threshold(Duration::from_millis(50))
+        .on_report(move |r| {
+            let _ = tx.lock().unwrap().send(r.clone());
+        })
+        .install(rt.handle())
+        .expect("the watchdog starts");
+    rt.block_on(async {
+        tokio::spawn(instrument(
+            async { std::thread::sleep(Duration::from_millis(400)) },
+            "no-proc",
+        ))
+        .await
+        .expect("the task ends");
+    });
+    let start = Instant::now();
+    let mut ongoing = Vec::new();
+    while start.elapsed() < Duration::from_secs(20) {
+        let Ok(report) = rx.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        if report.state == StallState::Ended {
+            break;
+        }
+        ongoing.push(report);
+    }
+    override_proc_root(None);
+    assert!(!ongoing.is_empty(), "the stall was reported");
+    for report in &ongoing {
+        assert_eq!(report.wait, None, "{report}");
+        let line = report.to_string();
+        assert!(
+            line.ends_with(&format!(
+                "in task \"no-proc\" at {}",
+                report.location.unwrap()
+            )),
+            "{line}"
+        );
+    }
+    let _ = std::fs::remove_dir(&empty);
+}
