@@ -115,6 +115,7 @@ struct Inner {
     elapsed: Duration,
     phase: Option<Phase>,
     stuck_threads: usize,
+    stuck_calls: Vec<crate::metrics::StuckCall>,
     panic_message: Option<String>,
     /// The panic's own payload, for [`Error::try_into_panic`]. Behind a
     /// mutex only so that `Error` stays `Sync` (a payload is only `Send`).
@@ -155,6 +156,7 @@ impl Error {
                 elapsed,
                 phase: None,
                 stuck_threads: 0,
+                stuck_calls: Vec::new(),
                 panic_message: None,
                 panic_payload: Mutex::new(None),
                 source: None,
@@ -175,6 +177,16 @@ impl Error {
 
     pub(crate) fn with_stuck_threads(mut self, stuck: usize) -> Self {
         self.inner.stuck_threads = stuck;
+        self
+    }
+
+    /// How many threads are stuck, and the first few of their calls.
+    pub(crate) fn with_stuck(
+        mut self,
+        (stuck, calls): (usize, Vec<crate::metrics::StuckCall>),
+    ) -> Self {
+        self.inner.stuck_threads = stuck;
+        self.inner.stuck_calls = calls;
         self
     }
 
@@ -271,6 +283,15 @@ impl Error {
         self.inner.stuck_threads
     }
 
+    /// The first few of those stuck calls (at most
+    /// three): where each was made, how long ago, and what its thread
+    /// waits on, as [`BlockingPool::stuck_calls`](crate::BlockingPool::stuck_calls)
+    /// lists them. Empty when none is stuck, and for adapters' errors.
+    /// `Display` lists them too.
+    pub fn stuck_calls(&self) -> &[crate::metrics::StuckCall] {
+        &self.inner.stuck_calls
+    }
+
     /// The panic's message, when the job panicked with a string payload
     /// (what `panic!` makes); `None` for any other payload (`panic_any`,
     /// `resume_unwind` with a non-string value), which has no text.
@@ -352,8 +373,14 @@ impl fmt::Display for Error {
         }
         match inner.stuck_threads {
             0 => {}
-            1 => write!(f, " (1 thread is stuck in an abandoned call)")?,
-            n => write!(f, " ({n} threads are stuck in abandoned calls)")?,
+            1 => write!(f, " (1 thread is stuck in an abandoned call")?,
+            n => write!(f, " ({n} threads are stuck in abandoned calls")?,
+        }
+        if inner.stuck_threads > 0 {
+            for (i, call) in inner.stuck_calls.iter().enumerate() {
+                write!(f, "{} {call}", if i == 0 { ":" } else { ";" })?;
+            }
+            write!(f, ")")?;
         }
         write!(f, " (called at {})", inner.location)
     }
@@ -370,6 +397,7 @@ impl fmt::Debug for Error {
             .field("elapsed", &inner.elapsed)
             .field("phase", &inner.phase)
             .field("stuck_threads", &inner.stuck_threads)
+            .field("stuck_calls", &inner.stuck_calls)
             .field("panic_message", &inner.panic_message)
             .field("source", &inner.source)
             .finish()
@@ -384,6 +412,10 @@ impl std::error::Error for Error {
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
+
+/// How many stuck calls an error lists: enough to name the culprit, few
+/// enough that a refusal under overload reads `/proc` only a few times.
+pub(crate) const STUCK_CALLS_SHOWN: usize = 3;
 
 /// A [`BlockingPool`](crate::BlockingPool) configuration that cannot work.
 ///

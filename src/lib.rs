@@ -122,6 +122,7 @@ pub mod job;
 pub mod metrics;
 mod offload;
 pub mod pool;
+mod procfs;
 mod spin;
 mod stamp;
 mod sync;

@@ -74,6 +74,49 @@ pub struct PoolMetrics {
     pub queue_wait: Latency,
     /// Time jobs spent running, abandoned ones included once they return.
     pub run_time: Latency,
+    /// Every call whose caller gave up while its thread still runs it,
+    /// with what that thread waits on (see [`StuckCall`]). Empty on a
+    /// healthy pool: `/proc` is read only for these threads.
+    pub stuck_calls: Vec<StuckCall>,
+}
+
+/// A call whose caller gave up (timed out, dropped its future, or was
+/// released by shutdown) while a pool thread still runs it: listed by
+/// [`BlockingPool::stuck_calls`](crate::BlockingPool::stuck_calls), in
+/// [`PoolMetrics::stuck_calls`] and in the error that says threads are
+/// stuck ([`Error::stuck_calls`](crate::Error::stuck_calls)).
+///
+/// `Display` is one line: `call at src/db.rs:40:9 in pool "db" stuck for
+/// 2.0s, blocked in read on tcp 127.0.0.1:40000 -> 10.1.2.3:5432`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StuckCall {
+    /// The pool (or adapter) whose thread it holds.
+    pub pool: String,
+    /// Where the call was made.
+    pub location: &'static std::panic::Location<'static>,
+    /// How long since the call was made (it has been stuck at least since
+    /// its caller gave up).
+    pub stuck_for: Duration,
+    /// The name of the thread running it.
+    pub thread: Option<String>,
+    /// What that thread waits on, read from `/proc` for this snapshot
+    /// (Linux with a readable `/proc`; otherwise `None`).
+    pub wait: Option<crate::procfs::ThreadWait>,
+}
+
+impl std::fmt::Display for StuckCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "call at {} in pool {:?} stuck for {:.1?}",
+            self.location, self.pool, self.stuck_for
+        )?;
+        match &self.wait {
+            Some(wait) => write!(f, ", {wait}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The pool's OS threads at the moment of the snapshot (gauges).

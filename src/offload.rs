@@ -271,7 +271,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                         let error = job
                             .error(ErrorKind::Timeout)
                             .with_phase(Phase::WaitingForRoom)
-                            .with_stuck_threads(pool.stuck_threads());
+                            .with_stuck(pool.stuck());
                         *this.state = State::Done;
                         *this.hold = None;
                         *this.room = None;
@@ -308,7 +308,7 @@ impl<T: Send + 'static> Future for Offload<T> {
                                 Ok(phase) => Err(job
                                     .error(ErrorKind::Timeout)
                                     .with_phase(phase)
-                                    .with_stuck_threads(pool.stuck_threads())),
+                                    .with_stuck(pool.stuck())),
                                 // The worker is storing the value and will wake us.
                                 Err(Status::Completing) => return Poll::Pending,
                                 // Finished or ended by the pool meanwhile: read it.

@@ -52,7 +52,7 @@ thread_local! {
         let mark = Arc::new(ThreadMark {
             thread: current.id(),
             name: current.name().map(str::to_owned),
-            tid: super::proc::current_tid(),
+            tid: crate::procfs::current_tid(),
             worker: AtomicU64::new(0),
             runtime: AtomicU64::new(0),
             polling_since: AtomicU64::new(0),

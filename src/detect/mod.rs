@@ -71,12 +71,11 @@
 
 mod instrument;
 mod lag;
-mod proc;
 mod watchdog;
 
+#[doc(hidden)]
+pub use crate::procfs::override_proc_root;
+pub use crate::procfs::{FdTarget, Syscall, ThreadWait};
 pub use instrument::{Instrumented, TaskStats, instrument, set_slow_poll_hook};
 pub use lag::LagMonitor;
-#[doc(hidden)]
-pub use proc::override_proc_root;
-pub use proc::{FdTarget, Syscall, ThreadWait};
 pub use watchdog::{StallReport, StallState, Watchdog, WatchdogBuilder};

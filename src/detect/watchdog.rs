@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::task::AtomicWaker;
 
 use super::instrument::{marks, runtime_key, task_info};
-use super::proc::ThreadWait;
+use crate::procfs::ThreadWait;
 use crate::stamp::{from_stamp, stamp_now};
 use crate::sync::lock_std;
 
@@ -226,7 +226,7 @@ impl Future for HeartbeatTask {
                 *lock_std(&beat.thread) = Some(Seen {
                     thread: current.id(),
                     name: current.name().map(str::to_owned),
-                    tid: super::proc::current_tid(),
+                    tid: crate::procfs::current_tid(),
                 });
             }
             // Release: the stamp and thread above are visible with it.
@@ -656,7 +656,7 @@ impl Watcher {
             location: tracked.location,
             // Read only now, for a thread already past the threshold.
             wait: match state {
-                StallState::Ongoing => tracked.tid.and_then(super::proc::read),
+                StallState::Ongoing => tracked.tid.and_then(crate::procfs::read),
                 StallState::Ended => None,
             },
         };

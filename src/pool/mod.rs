@@ -52,7 +52,7 @@ pub(crate) use builder::Config;
 pub use shutdown::{QueuedWork, Shutdown, ShutdownOptions, ShutdownReport};
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, ThreadMetrics};
+use crate::metrics::{Histogram, OutcomeCounters, PoolMetrics, StuckCall, ThreadMetrics};
 use crate::sync::lock_std as lock;
 use state::{EndedBy, Status};
 use task::{BoxFn, CallSite, Job, RunsOn, Task};
@@ -246,6 +246,18 @@ fn eager_threads(config: &Config) -> usize {
     CORES.max(config.min_threads).min(config.max_threads)
 }
 
+/// An abandoned job found on a pool thread (see `Inner::find_stuck`).
+struct FoundStuck {
+    job: Arc<dyn Task>,
+    tid: Option<u32>,
+    thread: Option<String>,
+}
+
+/// The kernel thread id in a `/proc/<pid>/task/<tid>/stat` path.
+fn tid_of_stat(stat: &std::path::Path) -> Option<u32> {
+    stat.parent()?.file_name()?.to_str()?.parse().ok()
+}
+
 /// Why a caller stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GiveUp {
@@ -387,6 +399,47 @@ impl BlockingPool {
     /// A snapshot of the pool's threads, queue, outcomes and latencies.
     pub fn metrics(&self) -> PoolMetrics {
         self.inner().metrics()
+    }
+
+    /// Every call whose caller gave up while a thread of the pool still
+    /// runs it: where it was made, how long ago, the thread, and what the
+    /// thread waits on (a system call with its socket's peer or file's
+    /// path, or running), read from `/proc` now for these threads only.
+    ///
+    /// The same list is in [`PoolMetrics::stuck_calls`]; the error that
+    /// says threads are stuck carries the first few.
+    ///
+    /// # Caveats
+    ///
+    /// What a thread waits on is known on Linux with a readable `/proc`
+    /// only; elsewhere [`StuckCall::wait`] is `None`. A call abandoned
+    /// while a pool thread that was waiting for nested work ran it is
+    /// listed with that thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = colorseam::BlockingPool::builder().name("sdk").build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let err = pool
+    ///     .offload_timeout(move || { let _ = rx.recv(); }, Duration::from_millis(20))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout());
+    /// let stuck = pool.stuck_calls();
+    /// assert_eq!(stuck.len(), 1);
+    /// assert_eq!(stuck[0].pool, "sdk");
+    /// drop(tx); // the call returns, and its thread is free again
+    /// # }
+    /// ```
+    pub fn stuck_calls(&self) -> Vec<StuckCall> {
+        let inner = self.inner();
+        let found = inner.find_stuck(&lock(&inner.shared), usize::MAX);
+        inner.describe_stuck(found)
     }
 
     /// Starts a graceful shutdown; see [`Shutdown`].
@@ -1024,20 +1077,79 @@ impl Inner {
     }
 
     pub(crate) fn saturated_error<T: Send + 'static>(&self, job: &Job<T>, phase: Phase) -> Error {
-        let stuck = {
-            let shared = lock(&self.shared);
-            shared.abandoned_budgeted + shared.abandoned_over
-        };
+        let stuck = self.stuck();
         #[cfg(feature = "tracing")]
-        tracing::warn!(pool = %self.config.name, stuck, "colorseam pool refused work: saturated");
+        tracing::warn!(pool = %self.config.name, stuck = stuck.0, "colorseam pool refused work: saturated");
         job.error(ErrorKind::Saturated)
             .with_phase(phase)
-            .with_stuck_threads(stuck)
+            .with_stuck(stuck)
     }
 
-    pub(crate) fn stuck_threads(&self) -> usize {
-        let shared = lock(&self.shared);
-        shared.abandoned_budgeted + shared.abandoned_over
+    /// How many threads are stuck in abandoned calls, and the first few of
+    /// those calls, for an error that says so.
+    pub(crate) fn stuck(&self) -> (usize, Vec<StuckCall>) {
+        let (count, found) = {
+            let shared = lock(&self.shared);
+            (
+                shared.abandoned_budgeted + shared.abandoned_over,
+                self.find_stuck(&shared, crate::error::STUCK_CALLS_SHOWN),
+            )
+        };
+        (count, self.describe_stuck(found))
+    }
+
+    /// Up to `limit` abandoned jobs still running on the pool's threads,
+    /// with each thread's kernel id and name. Nothing is read from `/proc`
+    /// here: that waits until the lock is released (`describe_stuck`).
+    fn find_stuck(&self, shared: &Shared, limit: usize) -> Vec<FoundStuck> {
+        let mut found = Vec::new();
+        for worker in &shared.workers {
+            for job in worker.job.iter().chain(&worker.helping) {
+                if found.len() >= limit {
+                    return found;
+                }
+                if matches!(job.status(), Status::Abandoned(_)) {
+                    found.push(FoundStuck {
+                        job: job.clone(),
+                        tid: worker.stat.as_deref().and_then(tid_of_stat),
+                        thread: worker
+                            .thread
+                            .as_ref()
+                            .and_then(|t| t.name().map(str::to_owned)),
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Reads what each found thread waits on, with no lock held.
+    fn describe_stuck(&self, found: Vec<FoundStuck>) -> Vec<StuckCall> {
+        let mut calls = Vec::with_capacity(found.len());
+        let mut read: Vec<(u32, Option<crate::procfs::ThreadWait>)> = Vec::new();
+        for stuck in &found {
+            let (location, called_at) = stuck.job.call_site();
+            let wait = stuck.tid.and_then(|tid| {
+                // Once per thread, for jobs nested on one helping thread.
+                if let Some((_, wait)) = read.iter().find(|(t, _)| *t == tid) {
+                    return wait.clone();
+                }
+                let wait = crate::procfs::read(tid);
+                read.push((tid, wait.clone()));
+                wait
+            });
+            calls.push(StuckCall {
+                pool: self.config.name.to_string(),
+                location,
+                stuck_for: called_at.elapsed(),
+                thread: stuck.thread.clone(),
+                wait,
+            });
+        }
+        // Possibly the last handles of jobs that just finished: their
+        // values' destructors are user code, run here unlocked.
+        task::drop_quietly(found);
+        calls
     }
 
     pub(crate) fn count_finished(&self, panicked: bool) {
@@ -1084,7 +1196,7 @@ impl Inner {
     }
 
     pub(crate) fn metrics(&self) -> PoolMetrics {
-        let (threads, queue_depth) = {
+        let (threads, queue_depth, stuck) = {
             let shared = lock(&self.shared);
             let abandoned = shared.abandoned_budgeted + shared.abandoned_over;
             (
@@ -1096,6 +1208,7 @@ impl Inner {
                     peak: shared.peak_threads,
                 },
                 self.queued.load(Ordering::Relaxed),
+                self.find_stuck(&shared, usize::MAX),
             )
         };
         let c = &self.counters;
@@ -1118,6 +1231,7 @@ impl Inner {
             },
             queue_wait: self.queue_wait.snapshot(),
             run_time: self.run_time.snapshot(),
+            stuck_calls: self.describe_stuck(stuck),
         }
     }
 

@@ -92,6 +92,8 @@ pub(crate) trait Task: JobInfo {
     /// The worker slot of the pool thread that made the call, if the call
     /// was made on a thread of this pool.
     fn made_on_slot(&self) -> Option<usize>;
+    /// Where and when the call was made, for stuck-call snapshots.
+    fn call_site(&self) -> (&'static Location<'static>, Instant);
 }
 
 impl<T: Send + 'static> Job<T> {
@@ -258,6 +260,10 @@ impl<T: Send + 'static> Task for Job<T> {
     fn release_permit(&self) {
         let permit = lock(&self.permit).take();
         drop_quietly(permit);
+    }
+
+    fn call_site(&self) -> (&'static Location<'static>, Instant) {
+        (self.site.location, self.site.called_at)
     }
 
     fn made_on_slot(&self) -> Option<usize> {

@@ -12,6 +12,9 @@
 //! - `/proc/self/net/{tcp,tcp6,udp,udp6,unix}`: a socket inode's local and
 //!   peer address.
 //!
+//! A bottom module (it uses nothing of colorseam's but `sync`): `detect`
+//! puts its answers in stall reports, `pool` in stuck-call snapshots.
+//!
 //! This module reads them only when asked about one thread, and the
 //! watchdog and the pool ask only about threads already past a stall
 //! threshold or stuck in an abandoned call: nothing here runs on a healthy
@@ -29,8 +32,9 @@ use std::path::Path;
 
 /// What a stuck thread is doing, as the OS reports it.
 ///
-/// Found in [`StallReport::wait`](super::StallReport::wait). Only Linux
-/// says; elsewhere, and where `/proc` cannot be read, that field is `None`.
+/// Found in [`StallReport::wait`](crate::detect::StallReport::wait) and
+/// [`StuckCall::wait`](crate::metrics::StuckCall::wait). Only Linux says;
+/// elsewhere, and where `/proc` cannot be read, those fields are `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ThreadWait {
