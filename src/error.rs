@@ -37,6 +37,14 @@ pub enum ErrorKind {
     /// waker or a `Drop` it runs): it would have to wait for the call that
     /// made it.
     Reentrant,
+    /// A [process pool](crate::process)'s worker process died while it ran
+    /// the call: a signal (abort, segfault, an OOM kill, a CPU-time limit)
+    /// or an exit of its own. [`Error::signal`] or [`Error::exit_code`] says
+    /// which. Only this call fails; the pool starts a replacement.
+    Crashed,
+    /// A [process pool](crate::process) call named a function that was not
+    /// registered with [`process::Functions`](crate::process::Functions).
+    NotRegistered,
 }
 
 impl ErrorKind {
@@ -64,6 +72,8 @@ impl ErrorKind {
                 "was refused: made from inside a call of the same thread-bound adapter, which \
                  would wait for itself"
             }
+            ErrorKind::Crashed => "crashed: its worker process died",
+            ErrorKind::NotRegistered => "was refused: no function of that name is registered",
         }
     }
 }
@@ -121,6 +131,21 @@ struct Inner {
     /// mutex only so that `Error` stays `Sync` (a payload is only `Send`).
     panic_payload: Mutex<Option<Box<dyn Any + Send>>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Set by process pools only: which function, which worker, how it ended.
+    process: Option<Box<ProcessInfo>>,
+}
+
+/// What a process pool's error knows about the worker process.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProcessInfo {
+    pub(crate) function: std::sync::Arc<str>,
+    pub(crate) pid: Option<u32>,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    /// The worker was killed by the pool (deadline, dropped call, shutdown).
+    pub(crate) killed: bool,
+    /// The last line the worker wrote to stderr before it died, if any.
+    pub(crate) last_words: Option<String>,
 }
 
 impl Drop for Inner {
@@ -160,6 +185,7 @@ impl Error {
                 panic_message: None,
                 panic_payload: Mutex::new(None),
                 source: None,
+                process: None,
             }),
         }
     }
@@ -213,6 +239,12 @@ impl Error {
         self
     }
 
+    #[cfg_attr(not(all(feature = "process", unix)), allow(dead_code))]
+    pub(crate) fn with_process(mut self, info: ProcessInfo) -> Self {
+        self.inner.process = Some(Box::new(info));
+        self
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -248,6 +280,53 @@ impl Error {
     /// refused because it was made from inside a call of the same adapter.
     pub fn is_reentrant(&self) -> bool {
         self.inner.kind == ErrorKind::Reentrant
+    }
+
+    /// True if a [process pool](crate::process)'s worker died while it ran
+    /// the call (a signal or an exit of its own); see [`signal`](Self::signal)
+    /// and [`exit_code`](Self::exit_code).
+    pub fn is_crash(&self) -> bool {
+        self.inner.kind == ErrorKind::Crashed
+    }
+
+    /// True if the pool killed the worker process that ran the call: its
+    /// deadline passed while it ran (then [`is_timeout`](Self::is_timeout)
+    /// too), its future was dropped, or shutdown's deadline passed.
+    pub fn is_killed(&self) -> bool {
+        self.inner.process.as_ref().is_some_and(|p| p.killed)
+    }
+
+    /// The signal that ended the worker process, for a
+    /// [process pool](crate::process) call whose worker died of one
+    /// (`6` for an abort, `11` for a segfault, `9` for a kill).
+    pub fn signal(&self) -> Option<i32> {
+        self.inner.process.as_ref().and_then(|p| p.signal)
+    }
+
+    /// The worker process's exit code, for a [process pool](crate::process)
+    /// call whose worker exited by itself (`std::process::exit`).
+    pub fn exit_code(&self) -> Option<i32> {
+        self.inner.process.as_ref().and_then(|p| p.exit_code)
+    }
+
+    /// The id of the worker process that ran (or was to run) the call.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.inner.process.as_ref().and_then(|p| p.pid)
+    }
+
+    /// The registered function a [process pool](crate::process) call named.
+    pub fn function(&self) -> Option<&str> {
+        self.inner.process.as_ref().map(|p| &*p.function)
+    }
+
+    /// The last line the worker process wrote to its stderr before it
+    /// died (a panic message under `panic = "abort"`, Rust's
+    /// `memory allocation of N bytes failed`), if it wrote one.
+    pub fn last_words(&self) -> Option<&str> {
+        self.inner
+            .process
+            .as_ref()
+            .and_then(|p| p.last_words.as_deref())
     }
 
     /// The entry point that failed: `"offload"`, `"block_on"`, or an
@@ -344,7 +423,14 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         let what = inner.kind.describe(inner.phase);
-        write!(f, "{} {what}", inner.operation)?;
+        write!(f, "{}", inner.operation)?;
+        if let Some(process) = &inner.process {
+            write!(f, " {:?}", &*process.function)?;
+        }
+        write!(f, " {what}")?;
+        if let Some(process) = &inner.process {
+            process.describe_exit(f)?;
+        }
         if let Some(message) = &inner.panic_message {
             write!(f, " with `{}`", message.escape_debug())?;
         }
@@ -355,7 +441,10 @@ impl fmt::Display for Error {
         // (it never got in) is already said by "refused".
         let refusal = matches!(
             inner.kind,
-            ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::Reentrant
+            ErrorKind::AsyncContext
+                | ErrorKind::Saturated
+                | ErrorKind::Reentrant
+                | ErrorKind::NotRegistered
         );
         if !refusal {
             write!(f, " after {:.1?}", inner.elapsed)?;
@@ -364,10 +453,10 @@ impl fmt::Display for Error {
             }
         }
         if !inner.pool.is_empty() {
-            let what = if inner.operation == "offload" {
-                "pool"
-            } else {
-                "adapter"
+            let what = match inner.operation {
+                "offload" => "pool",
+                "process call" => "process pool",
+                _ => "adapter",
             };
             write!(f, " in {what} {:?}", &*inner.pool)?;
         }
@@ -400,6 +489,7 @@ impl fmt::Debug for Error {
             .field("stuck_calls", &inner.stuck_calls)
             .field("panic_message", &inner.panic_message)
             .field("source", &inner.source)
+            .field("process", &inner.process)
             .finish()
     }
 }
@@ -416,6 +506,49 @@ impl std::error::Error for Error {
 /// How many stuck calls an error lists: enough to name the culprit, few
 /// enough that a refusal under overload reads `/proc` only a few times.
 pub(crate) const STUCK_CALLS_SHOWN: usize = 3;
+
+impl ProcessInfo {
+    /// How the worker ended, after the kind's words: `with signal 6
+    /// (SIGABRT)`, `with exit code 3`, `; the worker was killed`.
+    fn describe_exit(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.killed {
+            return f.write_str("; its worker process was killed");
+        }
+        if let Some(signal) = self.signal {
+            match signal_name(signal) {
+                Some(name) => write!(f, " with signal {signal} ({name})")?,
+                None => write!(f, " with signal {signal}")?,
+            }
+        } else if let Some(code) = self.exit_code {
+            write!(f, " with exit code {code}")?;
+        }
+        if let Some(words) = &self.last_words {
+            write!(f, ", its last words `{}`", words.escape_debug())?;
+        }
+        Ok(())
+    }
+}
+
+/// The usual name of a Linux signal number, for messages.
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return None,
+    })
+}
 
 /// A [`BlockingPool`](crate::BlockingPool) configuration that cannot work.
 ///
@@ -469,6 +602,21 @@ pub enum ConfigError {
     /// The default pool was already created, so its configuration is fixed.
     #[error("the default pool is already running; configure it before its first use")]
     DefaultAlreadySet,
+    /// A [process pool](crate::process)'s `max_workers` was zero.
+    #[error("max_workers must be at least 1 (got 0)")]
+    ZeroWorkers,
+    /// A [process pool](crate::process) was built in a process where
+    /// [`Functions::init`](crate::process::Functions::init) was not called:
+    /// its workers would run `main` from the top.
+    #[error(
+        "colorseam::process::Functions::init() was not called in this process; call it first \
+         thing in main (a worker runs this binary again)"
+    )]
+    NotInitialized,
+    /// The program a [process pool](crate::process) runs as its worker is
+    /// not known (`std::env::current_exe` failed).
+    #[error("the worker program is not known: {0}")]
+    NoProgram(String),
 }
 
 /// The message of a panic payload: the `&str` or `String` that `panic!`
@@ -486,7 +634,9 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<String> {
 mod tests {
     use super::*;
 
-    const KINDS: [ErrorKind; 8] = [
+    const KINDS: [ErrorKind; 10] = [
+        ErrorKind::Crashed,
+        ErrorKind::NotRegistered,
         ErrorKind::Reentrant,
         ErrorKind::Timeout,
         ErrorKind::Panicked,
@@ -532,7 +682,10 @@ mod tests {
                     assert!(text.ends_with(')'), "ends with the call site: {text}");
                     let refusal = matches!(
                         kind,
-                        ErrorKind::AsyncContext | ErrorKind::Saturated | ErrorKind::Reentrant
+                        ErrorKind::AsyncContext
+                            | ErrorKind::Saturated
+                            | ErrorKind::Reentrant
+                            | ErrorKind::NotRegistered
                     );
                     match phase {
                         Some(phase) if !refusal => {

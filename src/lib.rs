@@ -123,6 +123,8 @@ pub mod metrics;
 mod offload;
 pub mod pool;
 mod procfs;
+#[cfg(all(feature = "process", unix))]
+pub mod process;
 mod spin;
 mod stamp;
 mod sync;
