@@ -122,9 +122,9 @@ pub mod job;
 pub mod metrics;
 mod offload;
 pub mod pool;
-mod procfs;
 #[cfg(all(feature = "process", unix))]
 pub mod process;
+mod procfs;
 mod spin;
 mod stamp;
 mod sync;
