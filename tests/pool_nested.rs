@@ -487,14 +487,16 @@ impl<T: Send + 'static> RefusedNow for colorseam::Offload<T> {
 }
 
 type Res<T> = Result<T, colorseam::Error>;
-type Nested = std::thread::JoinHandle<Res<Res<Res<Res<u8>>>>>;
+type ShutsDown = std::thread::JoinHandle<Res<Res<colorseam::pool::ShutdownReport>>>;
 
 /// Occupies a one-thread pool (queue of one) with a job that, once `go` is
-/// sent, waits in `block_on` for a nested offload. Made after the caller
-/// has queued a job of its own (which takes the last permit), that offload
-/// waits for room, and the waiting thread must run the caller's job itself
-/// to free it: it helps with a job that is not its own.
-fn outer_that_will_wait_for_room(pool: &BlockingPool) -> (mpsc::Sender<()>, Nested) {
+/// sent, shuts its own pool down without a deadline. Made after the caller
+/// has queued a job of its own, that shutdown waits for the queue, and the
+/// waiting thread must run the caller's job itself: it helps with a job
+/// that is not its own. (Before lent permits a nested offload waiting for
+/// room set this up; it now borrows its outer job's permit and the thread
+/// runs its own job instead: `tests/pool_nested_admission.rs`.)
+fn outer_that_will_shut_its_pool_down(pool: &BlockingPool) -> (mpsc::Sender<()>, ShutsDown) {
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let p = pool.clone();
@@ -502,7 +504,7 @@ fn outer_that_will_wait_for_room(pool: &BlockingPool) -> (mpsc::Sender<()>, Nest
         colorseam::block_on(p.clone().offload(move || {
             started_tx.send(()).unwrap();
             go_rx.recv_timeout(WATCHDOG).unwrap();
-            colorseam::block_on(async move { p.offload(|| 7u8).await })
+            p.shutdown_blocking(ShutdownOptions::run_queued(Duration::MAX))
         }))
     });
     started_rx.recv_timeout(WATCHDOG).unwrap();
@@ -527,7 +529,7 @@ fn abandoning_a_helped_job_leaves_the_thread_counts_intact() {
         .enable_all()
         .build()
         .unwrap();
-    let (go, waiting) = outer_that_will_wait_for_room(&pool);
+    let (go, waiting) = outer_that_will_shut_its_pool_down(&pool);
     let (queued_tx, queued_rx) = mpsc::channel();
     let gate = Gate::new();
     let g = gate.clone();
@@ -544,18 +546,20 @@ fn abandoning_a_helped_job_leaves_the_thread_counts_intact() {
     assert_eq!(m.outcomes.cancelled_running, 1);
     assert_eq!((m.threads.total, m.threads.abandoned), (1, 0), "{m:?}");
     gate.open();
-    let nested = waiting.join().unwrap().unwrap().unwrap().unwrap();
-    assert_eq!(nested.unwrap(), 7);
-    assert!(eventually(WATCHDOG, || pool.metrics().threads.busy == 0));
-    assert_eq!(rt.block_on(pool.offload(|| 5)).unwrap(), 5);
-    assert_eq!(pool.metrics().threads.total, 1);
+    let report = waiting.join().unwrap().unwrap().unwrap();
+    assert_eq!(report.abandoned, 0, "{report:?}");
+    // Shut down: the one thread leaves, and none was ever abandoned.
+    assert!(eventually(WATCHDOG, || {
+        let m = pool.metrics();
+        (m.threads.total, m.threads.abandoned, m.threads.peak) == (0, 0, 1)
+    }));
 }
 
 /// At its deadline a shutdown releases the callers of helped jobs too.
 #[test]
 fn a_shutdown_deadline_releases_the_caller_of_a_helped_job() {
     let pool = one_slot_pool("nst-shut-help");
-    let (go, waiting) = outer_that_will_wait_for_room(&pool);
+    let (go, waiting) = outer_that_will_shut_its_pool_down(&pool);
     let gate = Gate::new();
     let g = gate.clone();
     let (queued_tx, queued_rx) = mpsc::channel();

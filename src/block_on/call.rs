@@ -151,6 +151,7 @@ impl Call {
         let _entered = handle.enter();
         // No deadline here: the thread may help its pool while it waits.
         let waiting = crate::pool::help::waiting_here();
+        let future = crate::pool::loan::Lending::new(crate::pool::loan::lender_here(), future);
         drive(future, None, waiting.as_ref()).map_err(|s| self.stopped(s))
     }
 
@@ -206,6 +207,9 @@ impl Call {
             },
             _ => return Err(self.error(ErrorKind::AsyncContext)),
         };
+        // Polled elsewhere, but on behalf of the job blocked here, if any:
+        // its nested offloads may borrow the job's permit (`pool::loan`).
+        let future = crate::pool::loan::Lending::new(crate::pool::loan::lender_here(), future);
         #[cfg(feature = "tracing")]
         let future = tracing::Instrument::instrument(future, self.span.clone());
         let task = handle.spawn(future);

@@ -122,16 +122,15 @@ impl Builder {
     /// The most jobs that wait for a thread (1 to 2^32). Past it, callers wait
     /// for room, or are refused with [`reject_when_full`](Self::reject_when_full).
     ///
-    /// # Caveats
+    /// # Nested offloads
     ///
-    /// Nested offloads (made inside `block_on` on a thread of the same pool)
-    /// are admitted under this bound like any other job. A job that waits for
-    /// nested work therefore needs two slots, its own and its nested job's:
-    /// if outer jobs hold every slot (`max_threads + queue_capacity` of
-    /// them) while each waits for a nested job, no nested job can get in and
-    /// none of them finishes. With deadlines they time out; without, they
-    /// wait forever. Give the queue room for every sandwich that can be in
-    /// flight at once, or send nested work to a pool of its own.
+    /// An offload made inside `block_on` on a thread of the same pool (a
+    /// *sandwich*) is admitted under this bound too, but it never needs a
+    /// second slot: the outer job waits for it, so when the pool is full it
+    /// borrows the outer job's slot and gives it back when it ends. So
+    /// sandwiches complete even when outer jobs hold every slot, and the
+    /// queue may hold up to one more job than this per job blocked in
+    /// `block_on`. The thread bound is not affected.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = n;
         self

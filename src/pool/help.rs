@@ -3,8 +3,9 @@
 //! last resort.
 //!
 //! An offload made inside `block_on` on a pool thread (a *nested* offload)
-//! is queued like any other: it takes an admission permit, counts against
-//! the queue bound, is refused after shutdown, and free workers run it in
+//! is queued like any other: it takes an admission permit (or, when the
+//! pool is full, borrows its waiting job's: see `loan`), is refused after
+//! shutdown, and free workers run it in
 //! parallel with everything else. The thread that waits for it does not
 //! run it, unless nothing else can:
 //!

@@ -21,9 +21,11 @@
 //! that block, as a monitor thread sees them (see `monitor`).
 //!
 //! *Nested work* (an offload made inside `block_on` on one of the pool's
-//! own threads) is queued like any other. The waiting thread runs queued
-//! jobs itself only as a last resort, when no worker can and the pool
-//! cannot grow, and never past a deadline (see `help`).
+//! own threads) is queued like any other. When the pool is full it borrows
+//! the waiting job's permit rather than wait for one (see `loan`). The
+//! waiting thread runs queued jobs itself only as a last resort, when no
+//! worker can and the pool cannot grow, and never past a deadline (see
+//! `help`).
 //!
 //! The queue is a `VecDeque` under one mutex. Cancelling a queued job is a
 //! CAS on the job (see `state`), not a search of the queue: the entry stays
@@ -33,6 +35,7 @@
 mod builder;
 pub(crate) mod default;
 pub(crate) mod help;
+pub(crate) mod loan;
 mod monitor;
 mod shutdown;
 pub(crate) mod state;

@@ -48,7 +48,7 @@ pub(crate) struct Job<T> {
     waker: AtomicWaker,
     /// The admission permit; released when the job leaves the pool's
     /// capacity: it ends, is cancelled, or is abandoned within budget.
-    permit: StdMutex<Option<OwnedSemaphorePermit>>,
+    permit: StdMutex<PermitSlot>,
     /// Set, under the pool lock, when this job's thread was abandoned within
     /// `max_abandoned` and so no longer counts against `max_threads`.
     abandon_budgeted: AtomicBool,
@@ -56,6 +56,20 @@ pub(crate) struct Job<T> {
     detached: bool,
     pool_name: Arc<str>,
     pub(crate) site: CallSite,
+}
+
+/// A job's admission permit, which it may lend to the nested offload it
+/// waits for, or hold on loan from its outer job (see `pool::loan`).
+#[derive(Default)]
+struct PermitSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    /// The permit is out on loan to a nested job.
+    lent: bool,
+    /// The job has left the pool's capacity: a permit given back from a
+    /// loan goes to the semaphore, not to this job.
+    released: bool,
+    /// The job whose permit this job holds on loan, to give it back to.
+    lender: Option<Arc<dyn Task>>,
 }
 
 /// Where a job runs.
@@ -89,6 +103,13 @@ pub(crate) trait Task: JobInfo {
     /// code: never called under a pool lock, and a panicking waker is
     /// contained.
     fn release_permit(&self);
+    /// Lends the job's permit to a nested job it waits for, if it holds it
+    /// (not lent already, not released).
+    fn lend_permit(&self) -> Option<OwnedSemaphorePermit>;
+    /// Gives a lent permit back: to the job if it still counts against the
+    /// pool's capacity, else to the semaphore. Called with no lock held
+    /// (the release may wake callers).
+    fn take_back_permit(&self, permit: OwnedSemaphorePermit);
     /// The worker slot of the pool thread that made the call, if the call
     /// was made on a thread of this pool.
     fn made_on_slot(&self) -> Option<usize>;
@@ -101,7 +122,7 @@ impl<T: Send + 'static> Job<T> {
         Job {
             core: JobCore::new(func),
             waker: AtomicWaker::new(),
-            permit: StdMutex::new(None),
+            permit: StdMutex::new(PermitSlot::default()),
             abandon_budgeted: AtomicBool::new(false),
             detached,
             pool_name,
@@ -110,7 +131,15 @@ impl<T: Send + 'static> Job<T> {
     }
 
     pub(crate) fn set_permit(&self, permit: OwnedSemaphorePermit) {
-        *lock(&self.permit) = Some(permit);
+        lock(&self.permit).permit = Some(permit);
+    }
+
+    /// Holds `permit` on loan from `lender`, the outer job this nested job's
+    /// caller runs in (see `pool::loan`).
+    pub(crate) fn set_borrowed_permit(&self, permit: OwnedSemaphorePermit, lender: Arc<dyn Task>) {
+        let mut slot = lock(&self.permit);
+        slot.permit = Some(permit);
+        slot.lender = Some(lender);
     }
 
     pub(crate) fn register(&self, cx: &Context<'_>) {
@@ -186,6 +215,9 @@ impl<T: Send + 'static> Task for Job<T> {
             .cloned()
             .or_else(|| crate::bridge::bridge_io_handle().ok());
         let _in_runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        // A `block_on` in the closure lends this job's permit to the nested
+        // offload it waits for (`pool::loan`).
+        let _running = super::loan::running(pool, self.clone());
         let outcome = crate::job::enter(info, || match on {
             RunsOn::Worker(probe, id) => {
                 probe.enter(id);
@@ -258,8 +290,49 @@ impl<T: Send + 'static> Task for Job<T> {
     }
 
     fn release_permit(&self) {
-        let permit = lock(&self.permit).take();
-        drop_quietly(permit);
+        let (permit, lender) = {
+            let mut slot = lock(&self.permit);
+            slot.released = true;
+            match slot.permit.take() {
+                // Out on loan: whoever gives it back forwards it (below).
+                None => return,
+                Some(permit) => (permit, slot.lender.take()),
+            }
+        };
+        match lender {
+            Some(lender) => lender.take_back_permit(permit),
+            None => drop_quietly(permit),
+        }
+    }
+
+    fn lend_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let mut slot = lock(&self.permit);
+        if slot.lent || slot.released {
+            return None;
+        }
+        let permit = slot.permit.take()?;
+        slot.lent = true;
+        Some(permit)
+    }
+
+    fn take_back_permit(&self, permit: OwnedSemaphorePermit) {
+        let (give_up, lender) = {
+            let mut slot = lock(&self.permit);
+            slot.lent = false;
+            if slot.released {
+                (Some(permit), slot.lender.take())
+            } else {
+                slot.permit = Some(permit);
+                (None, None)
+            }
+        };
+        // With this job's lock released: the release may wake a waiter.
+        match (give_up, lender) {
+            // This job left while its permit was out, and held it on loan
+            // itself: it goes on back to the job it came from.
+            (Some(permit), Some(lender)) => lender.take_back_permit(permit),
+            (permit, _) => drop_quietly(permit),
+        }
     }
 
     fn call_site(&self) -> (&'static Location<'static>, Instant) {
