@@ -300,7 +300,11 @@ impl<T: Send + 'static> Task for Job<T> {
             }
         };
         match lender {
-            Some(lender) => lender.take_back_permit(permit),
+            Some(lender) => {
+                lender.take_back_permit(permit);
+                // Its last `Arc` may drop its closure or value: user code.
+                drop_quietly(lender);
+            }
             None => drop_quietly(permit),
         }
     }
@@ -330,7 +334,10 @@ impl<T: Send + 'static> Task for Job<T> {
         match (give_up, lender) {
             // This job left while its permit was out, and held it on loan
             // itself: it goes on back to the job it came from.
-            (Some(permit), Some(lender)) => lender.take_back_permit(permit),
+            (Some(permit), Some(lender)) => {
+                lender.take_back_permit(permit);
+                drop_quietly(lender);
+            }
             (permit, _) => drop_quietly(permit),
         }
     }
