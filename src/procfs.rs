@@ -345,6 +345,43 @@ fn read_own_tid() -> Option<u32> {
     None
 }
 
+/// The one thread of this process named `name` (as `/proc` shows names:
+/// their first 15 bytes) whose id is not in `excluding`; `None` if there is
+/// none, more than one, or no `/proc`.
+#[cfg(target_os = "linux")]
+pub(crate) fn only_thread_named(name: &str, excluding: &[u32]) -> Option<u32> {
+    let comm = name.as_bytes().get(..15).unwrap_or(name.as_bytes());
+    let mut found = None;
+    for entry in std::fs::read_dir(root().join("self/task")).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if excluding.contains(&tid) {
+            continue;
+        }
+        let Ok(text) = std::fs::read(entry.path().join("comm")) else {
+            continue; // gone meanwhile
+        };
+        if text.strip_suffix(b"\n").unwrap_or(&text) == comm {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(tid);
+        }
+    }
+    found
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn only_thread_named(_name: &str, _excluding: &[u32]) -> Option<u32> {
+    None
+}
+
 /// What thread `tid` of this process is waiting on; `None` if `/proc`
 /// does not say (absent, unreadable, the thread gone, or a line this
 /// parser does not know).

@@ -35,11 +35,24 @@
 //!
 //! tokio exposes no stable per-poll hook, so colorseam sees *inside* a
 //! worker only through instrumented futures. A stall in an uninstrumented
-//! task is still reported when it stops the runtime from running the
-//! heartbeat (always on a current-thread runtime; on a multi-thread
-//! runtime, when no worker is free to run it), but without a task name, and
-//! on a multi-thread runtime whose other workers keep scheduling it may go
-//! unseen. Only polls on a runtime's workers are watched: a slow poll on a
+//! task is still reported, without a task name: when it stops the runtime
+//! from running the heartbeat (always on a current-thread runtime; on a
+//! multi-thread runtime, when no worker is free to run it), and on a
+//! multi-thread runtime whose other workers keep serving, from tokio's
+//! stable per-worker counts: a worker that is not parked and whose
+//! park/unpark count and busy time have not moved for the threshold. tokio
+//! publishes those counts when a worker parks and every 61 polls, so a
+//! worker running fewer than 61 polls that add up to the threshold
+//! without parking (polls averaging over 1/61 of it) is reported too. The
+//! thread is the one last seen running that worker (by the heartbeat, an
+//! instrumented poll, or small probe tasks spawned while the thread is not
+//! known); failing that, on Linux, the only thread bearing the workers'
+//! name not known to run another worker. When several could be it (a
+//! runtime's blocking threads share its workers' name; so do the workers
+//! of every runtime left with tokio's default name), the report names the
+//! worker by index only and says nothing of what it waits on: give each
+//! runtime's threads a name of their own (`thread_name`) for the best
+//! reports. Only polls on a runtime's workers are watched: a slow poll on a
 //! blocking thread, a colorseam pool thread, or the thread in a
 //! multi-thread runtime's `block_on` (not a worker) stalls no worker, and
 //! is counted and reported as a slow poll but not as a stall. A poll that

@@ -41,6 +41,9 @@ pub struct StallReport {
     pub worker: Option<String>,
     /// The stuck worker thread, when known.
     pub thread: Option<ThreadId>,
+    /// The stuck worker's index in its runtime (as tokio's
+    /// `worker_index` and per-worker metrics count them), when known.
+    pub worker_index: Option<usize>,
     /// How long so far (ongoing) or in total (ended).
     pub stalled_for: Duration,
     /// The instrumented task being polled there, if any.
@@ -57,9 +60,10 @@ pub struct StallReport {
 
 impl fmt::Display for StallReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.worker {
-            Some(name) => write!(f, "runtime worker {name:?}")?,
-            None => write!(f, "runtime")?,
+        match (&self.worker, self.worker_index) {
+            (Some(name), _) => write!(f, "runtime worker {name:?}")?,
+            (None, Some(index)) => write!(f, "runtime worker #{index}")?,
+            (None, None) => write!(f, "runtime")?,
         }
         match self.state {
             StallState::Ongoing => write!(f, " stalled for {:.1?} so far", self.stalled_for)?,
@@ -130,6 +134,7 @@ impl WatchdogBuilder {
             reports: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             heartbeat: Heartbeat::default(),
+            workers: Mutex::new(Vec::new()),
         });
         // The first request is made before the task exists, so its first
         // poll answers it: made by the watchdog thread, it could come after
@@ -140,6 +145,7 @@ impl WatchdogBuilder {
             .spawn(HeartbeatTask {
                 shared: shared.clone(),
                 thread: None,
+                worker: None,
             })
             .abort_handle();
         // Installed from inside the runtime: it is being driven right now,
@@ -178,6 +184,25 @@ struct Shared {
     reports: AtomicU64,
     stalls: AtomicU64,
     heartbeat: Heartbeat,
+    /// The thread last seen running each worker of the runtime (by worker
+    /// index), from the heartbeat's polls and instrumented polls: which
+    /// thread to read `/proc` for when tokio's counts say a worker is
+    /// stuck in a task nobody instrumented.
+    workers: Mutex<Vec<Option<Seen>>>,
+}
+
+/// Records that `seen` runs worker `index`, and no longer any other.
+fn saw_worker(workers: &Mutex<Vec<Option<Seen>>>, index: usize, seen: Seen) {
+    let mut workers = lock_std(workers);
+    for (i, slot) in workers.iter_mut().enumerate() {
+        if i != index && slot.as_ref().is_some_and(|s| s.thread == seen.thread) {
+            *slot = None;
+        }
+    }
+    if workers.len() <= index {
+        workers.resize(index + 1, None);
+    }
+    workers[index] = Some(seen);
 }
 
 /// The heartbeat's side of the conversation: the watchdog asks (bumps
@@ -209,6 +234,7 @@ struct Seen {
 struct HeartbeatTask {
     shared: Arc<Shared>,
     thread: Option<ThreadId>,
+    worker: Option<usize>,
 }
 
 impl Future for HeartbeatTask {
@@ -221,18 +247,25 @@ impl Future for HeartbeatTask {
         if beat.answered.load(Ordering::Relaxed) != requested {
             beat.answered_at.store(stamp_now(), Ordering::Relaxed);
             let current = std::thread::current();
+            let worker = tokio::runtime::worker_index();
             let changed = self.thread != Some(current.id());
-            if changed {
-                *lock_std(&beat.thread) = Some(Seen {
+            let moved = changed || self.worker != worker;
+            if moved {
+                let seen = Seen {
                     thread: current.id(),
                     name: current.name().map(str::to_owned),
                     tid: crate::procfs::current_tid(),
-                });
+                };
+                if let Some(index) = worker {
+                    saw_worker(&self.shared.workers, index, seen.clone());
+                }
+                *lock_std(&beat.thread) = Some(seen);
             }
             // Release: the stamp and thread above are visible with it.
             beat.answered.store(requested, Ordering::Release);
-            if changed {
+            if moved {
                 self.thread = Some(current.id());
+                self.worker = worker;
             }
         }
         Poll::Pending
@@ -347,6 +380,7 @@ struct Tracked {
     next_report: Duration,
     worker: Option<String>,
     thread: Option<ThreadId>,
+    worker_index: Option<usize>,
     /// The stuck thread's kernel id, if known: what it waits on is read
     /// from `/proc` for each ongoing report.
     tid: Option<u32>,
@@ -361,6 +395,25 @@ struct PollStall {
     stall: Tracked,
     /// It continues the heartbeat's open stall (same id): see `merge`.
     merged: bool,
+}
+
+/// One worker of a multi-thread runtime, as tokio's stable per-worker
+/// counts show it.
+struct WorkerWatch {
+    /// Its park/unpark count and total busy time, as last published.
+    counts: (u64, Duration),
+    /// When the watchdog first saw those counts.
+    since: Instant,
+    /// The stall those unmoving counts revealed, if one is open.
+    stall: Option<Tracked>,
+}
+
+/// The worker index in a mark, if its poll runs on a worker.
+fn worker_of(mark: &crate::detect::instrument::ThreadMark) -> Option<usize> {
+    match mark.worker.load(Ordering::Relaxed) {
+        0 => None,
+        w => usize::try_from(w - 1).ok(),
+    }
 }
 
 /// What the watchdog knows from the heartbeat.
@@ -399,6 +452,7 @@ impl Watcher {
             stall: None,
         };
         let mut polls: HashMap<ThreadId, PollStall> = HashMap::new();
+        let mut workers: Vec<WorkerWatch> = Vec::new();
         while !self.shared.stop.load(Ordering::Acquire) {
             std::thread::park_timeout(self.tick);
             if self.shared.stop.load(Ordering::Acquire) {
@@ -413,11 +467,14 @@ impl Watcher {
                 // The runtime shut down: nothing will answer again, so an
                 // open heartbeat stall has no end to report.
                 beat.stall = None;
+                workers.clear();
                 if polls.is_empty() {
                     break;
                 }
             } else {
-                self.watch_heartbeat(&mut polls, &mut beat);
+                self.watch_workers(&mut workers, &polls, &beat);
+                let workers_stalled = workers.iter().any(|w| w.stall.is_some());
+                self.watch_heartbeat(&mut polls, &mut beat, workers_stalled);
             }
         }
     }
@@ -474,6 +531,9 @@ impl Watcher {
             // runtime is silent, this poll answers for it (and is reported
             // by name if it goes on).
             explaining = true;
+            if let Some(index) = worker_of(mark) {
+                self.saw_mark_on_worker(mark, index);
+            }
             match polls.get_mut(&mark.thread) {
                 Some(poll) => {
                     let so_far = now.saturating_duration_since(poll.stall.since);
@@ -495,6 +555,7 @@ impl Watcher {
                         next_report: Duration::ZERO,
                         worker: mark.name.clone(),
                         thread: Some(mark.thread),
+                        worker_index: worker_of(mark),
                         tid: mark.tid,
                         task: info.as_ref().map(|i| i.name.clone()),
                         location: info.as_ref().map(|i| i.location),
@@ -569,7 +630,12 @@ impl Watcher {
     }
 
     /// Stalls the heartbeat reveals: the runtime does not run a woken task.
-    fn watch_heartbeat(&self, polls: &mut HashMap<ThreadId, PollStall>, beat: &mut Beat) {
+    fn watch_heartbeat(
+        &self,
+        polls: &mut HashMap<ThreadId, PollStall>,
+        beat: &mut Beat,
+        workers_stalled: bool,
+    ) {
         let now = Instant::now();
         if let Some(answered_at) = self.answered(beat) {
             beat.answered_ever = true;
@@ -593,10 +659,11 @@ impl Watcher {
             }
             return;
         }
-        if !polls.is_empty() {
+        if !polls.is_empty() || workers_stalled {
             // A stall of this runtime is being followed in an instrumented
-            // poll: the heartbeat is waiting for that worker, or for others
-            // while that one is stuck; either way it is not a new stall.
+            // poll or a worker's counts: the heartbeat is waiting for that
+            // worker, or for others while that one is stuck; either way it
+            // is not a new stall.
             return;
         }
         let since = beat.requested_at.max(beat.explained_until);
@@ -613,6 +680,7 @@ impl Watcher {
             next_report: late.saturating_mul(2),
             worker,
             thread,
+            worker_index: None,
             // The heartbeat's last thread is the stuck one only on a
             // current-thread runtime; on a multi-thread one, any worker
             // may be the one that no longer runs it.
@@ -622,6 +690,174 @@ impl Watcher {
         };
         self.report(&stall, StallState::Ongoing, late);
         beat.stall = Some(stall);
+    }
+
+    /// Learns from a running instrumented poll which thread runs worker
+    /// `index` (see `Shared::workers`), if that is news.
+    fn saw_mark_on_worker(&self, mark: &crate::detect::instrument::ThreadMark, index: usize) {
+        let known = lock_std(&self.shared.workers)
+            .get(index)
+            .is_some_and(|s| s.as_ref().is_some_and(|s| s.thread == mark.thread));
+        if !known {
+            let seen = Seen {
+                thread: mark.thread,
+                name: mark.name.clone(),
+                tid: mark.tid,
+            };
+            saw_worker(&self.shared.workers, index, seen);
+        }
+    }
+
+    /// Stalls in tasks nobody instrumented, on a multi-thread runtime whose
+    /// other workers still run the heartbeat: tokio publishes each worker's
+    /// park/unpark count and busy time when it parks and every 61 polls
+    /// (its event interval). A worker that is not parked (even count) and
+    /// whose counts have not moved for the threshold has been inside one
+    /// poll (or a handful adding up to it) all that time.
+    #[cfg(target_has_atomic = "64")]
+    fn watch_workers(
+        &self,
+        workers: &mut Vec<WorkerWatch>,
+        polls: &HashMap<ThreadId, PollStall>,
+        beat: &Beat,
+    ) {
+        if self.current_thread {
+            // Its one thread is watched by the heartbeat.
+            return;
+        }
+        let metrics = self.handle.metrics();
+        let count = metrics.num_workers();
+        let started = Instant::now();
+        workers.resize_with(count, || WorkerWatch {
+            counts: (u64::MAX, Duration::MAX),
+            since: started,
+            stall: None,
+        });
+        // Workers on which an instrumented poll is running now: that poll
+        // is reported by name if it goes on, so no second stall is opened.
+        let named: Vec<usize> = marks()
+            .iter()
+            .filter(|m| {
+                m.polling_since.load(Ordering::Acquire) != 0
+                    && m.runtime.load(Ordering::Relaxed) == self.runtime
+            })
+            .filter_map(|m| worker_of(m))
+            .collect();
+        for (index, watch) in workers.iter_mut().enumerate() {
+            let counts = (
+                metrics.worker_park_unpark_count(index),
+                metrics.worker_total_busy_duration(index),
+            );
+            let now = Instant::now();
+            if counts != watch.counts {
+                watch.counts = counts;
+                watch.since = now;
+                if let Some(stall) = watch.stall.take() {
+                    let total = now.saturating_duration_since(stall.since);
+                    self.report(&stall, StallState::Ended, total);
+                }
+                continue;
+            }
+            if counts.0 % 2 == 1 {
+                continue; // parked: idle, not blocked
+            }
+            if let Some(stall) = &mut watch.stall {
+                if stall.tid.is_none() {
+                    // Not known yet which thread it is: the healthy
+                    // workers are learned a few more each tick (probes and
+                    // the heartbeat), until the stuck one is the only
+                    // thread left with the workers' name.
+                    self.probe_workers(count);
+                    let (worker, thread, tid) = self.worker_thread(index);
+                    if tid.is_some() {
+                        (stall.worker, stall.thread, stall.tid) = (worker, thread, tid);
+                    }
+                }
+                let so_far = now.saturating_duration_since(stall.since);
+                if so_far >= stall.next_report {
+                    stall.next_report = so_far.saturating_mul(2);
+                    self.report(stall, StallState::Ongoing, so_far);
+                }
+                continue;
+            }
+            let followed = beat.stall.is_some()
+                || named.contains(&index)
+                || polls.values().any(|p| p.stall.worker_index == Some(index));
+            if followed {
+                // Its silence is accounted for until now (and tokio
+                // publishes its counts only at its next park or 61st poll
+                // after that poll returns): count from here.
+                watch.since = now;
+                continue;
+            }
+            let so_far = now.saturating_duration_since(watch.since);
+            if so_far < self.threshold {
+                continue;
+            }
+            let (worker, thread, tid) = self.worker_thread(index);
+            if tid.is_none() {
+                self.probe_workers(count);
+            }
+            let stall = Tracked {
+                id: self.new_stall(),
+                since: watch.since,
+                next_report: so_far.saturating_mul(2),
+                worker,
+                thread,
+                worker_index: Some(index),
+                tid,
+                task: None,
+                location: None,
+            };
+            self.report(&stall, StallState::Ongoing, so_far);
+            watch.stall = Some(stall);
+        }
+    }
+
+    /// Spawns a tiny task per free worker that records which thread runs
+    /// it: only while a stalled worker's thread is not known.
+    fn probe_workers(&self, count: usize) {
+        for _ in 1..count {
+            let shared = self.shared.clone();
+            drop(self.handle.spawn(async move {
+                if let Some(index) = tokio::runtime::worker_index() {
+                    let current = std::thread::current();
+                    let seen = Seen {
+                        thread: current.id(),
+                        name: current.name().map(str::to_owned),
+                        tid: crate::procfs::current_tid(),
+                    };
+                    saw_worker(&shared.workers, index, seen);
+                }
+            }));
+        }
+    }
+
+    /// Without 64-bit atomics tokio keeps no per-worker counts.
+    #[cfg(not(target_has_atomic = "64"))]
+    fn watch_workers(&self, _: &mut Vec<WorkerWatch>, _: &HashMap<ThreadId, PollStall>, _: &Beat) {}
+
+    /// The thread running worker `index`: the one last seen running it;
+    /// else, from `/proc`, the only thread with the name this runtime's
+    /// workers were seen with that is not known to run another worker.
+    /// Nothing when that is not one thread: nothing is guessed.
+    fn worker_thread(&self, index: usize) -> (Option<String>, Option<ThreadId>, Option<u32>) {
+        let workers = lock_std(&self.shared.workers);
+        if let Some(Some(seen)) = workers.get(index) {
+            return (seen.name.clone(), Some(seen.thread), seen.tid);
+        }
+        let mut names = workers.iter().flatten().filter_map(|s| s.name.clone());
+        let Some(name) = names.next() else {
+            return (None, None, None);
+        };
+        if names.any(|other| other != name) {
+            // Named one by one (`thread_name_fn`): no name to look for.
+            return (None, None, None);
+        }
+        let others: Vec<u32> = workers.iter().flatten().filter_map(|s| s.tid).collect();
+        drop(workers);
+        let tid = crate::procfs::only_thread_named(&name, &others);
+        (tid.map(|_| name), None, tid)
     }
 
     /// Whether tokio says every worker of the runtime is parked: waiting
@@ -651,6 +887,7 @@ impl Watcher {
             state,
             worker: tracked.worker.clone(),
             thread: tracked.thread,
+            worker_index: tracked.worker_index,
             stalled_for,
             task: tracked.task.clone(),
             location: tracked.location,
