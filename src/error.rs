@@ -126,6 +126,7 @@ struct Inner {
     phase: Option<Phase>,
     stuck_threads: usize,
     stuck_calls: Vec<crate::metrics::StuckCall>,
+    interrupt_sent: bool,
     panic_message: Option<String>,
     /// The panic's own payload, for [`Error::try_into_panic`]. Behind a
     /// mutex only so that `Error` stays `Sync` (a payload is only `Send`).
@@ -182,6 +183,7 @@ impl Error {
                 phase: None,
                 stuck_threads: 0,
                 stuck_calls: Vec::new(),
+                interrupt_sent: false,
                 panic_message: None,
                 panic_payload: Mutex::new(None),
                 source: None,
@@ -203,6 +205,11 @@ impl Error {
 
     pub(crate) fn with_stuck_threads(mut self, stuck: usize) -> Self {
         self.inner.stuck_threads = stuck;
+        self
+    }
+
+    pub(crate) fn with_interrupt_sent(mut self, sent: bool) -> Self {
+        self.inner.interrupt_sent = sent;
         self
     }
 
@@ -371,6 +378,15 @@ impl Error {
         &self.inner.stuck_calls
     }
 
+    /// True if the call's job was abandoned while it ran and the
+    /// interrupters it registered
+    /// ([`JobContext::on_cancel`](crate::job::JobContext::on_cancel), an
+    /// adapter's `interrupt_with`) were sent to stop it: the job should
+    /// return soon and give its thread back, rather than stay stuck.
+    pub fn interrupt_sent(&self) -> bool {
+        self.inner.interrupt_sent
+    }
+
     /// The panic's message, when the job panicked with a string payload
     /// (what `panic!` makes); `None` for any other payload (`panic_any`,
     /// `resume_unwind` with a non-string value), which has no text.
@@ -460,6 +476,9 @@ impl fmt::Display for Error {
             };
             write!(f, " in {what} {:?}", &*inner.pool)?;
         }
+        if inner.interrupt_sent {
+            write!(f, " (an interrupt was sent)")?;
+        }
         match inner.stuck_threads {
             0 => {}
             1 => write!(f, " (1 thread is stuck in an abandoned call")?,
@@ -487,6 +506,7 @@ impl fmt::Debug for Error {
             .field("phase", &inner.phase)
             .field("stuck_threads", &inner.stuck_threads)
             .field("stuck_calls", &inner.stuck_calls)
+            .field("interrupt_sent", &inner.interrupt_sent)
             .field("panic_message", &inner.panic_message)
             .field("source", &inner.source)
             .field("process", &inner.process)

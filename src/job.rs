@@ -8,6 +8,13 @@
 //! can stop early (`job::current().map_or(Ok(()), |job| job.check())?`) and a
 //! socket can be given `remaining()` as its read timeout.
 //!
+//! Code blocked in the OS or in C never polls. For that, a job registers
+//! what stops it: [`JobContext::on_cancel`] runs a closure (shut a socket
+//! down, kill a child, interrupt a query) when the call is abandoned, so the
+//! job returns and its thread comes back. The [Cancellation
+//! guide](crate::cancellation) says what is released, what is stopped and
+//! what can only be abandoned.
+//!
 //! # Examples
 //!
 //! ```
@@ -38,12 +45,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::interrupt::registry::{self, Entry, Interrupts, Registered};
+
 /// The facts about a job that its context exposes, type-erased.
 pub(crate) trait JobInfo: Send + Sync {
     fn is_cancelled(&self) -> bool;
     fn deadline(&self) -> Option<Instant>;
     fn pool_name(&self) -> &Arc<str>;
     fn runtime(&self) -> Option<&tokio::runtime::Handle>;
+    /// The interrupters the job registered (see [`JobContext::on_cancel`]).
+    fn interrupts(&self) -> &Interrupts;
 }
 
 thread_local! {
@@ -121,6 +132,115 @@ impl JobContext {
         }
     }
 
+    /// Registers `f` to stop this job when its call is abandoned, for as
+    /// long as the returned guard lives.
+    ///
+    /// Code blocked in a socket read, a child's `wait` or a C library never
+    /// looks at [`is_cancelled`](Self::is_cancelled); `f` is what reaches it
+    /// from outside: shut the socket down, kill the child, interrupt the
+    /// query (the [`interrupt`](crate::interrupt) module has ready-made
+    /// ones). The job then returns, and its thread comes back to the pool.
+    ///
+    /// # Behaviour
+    ///
+    /// - `f` runs at most once, when the call is abandoned while the job
+    ///   runs: its deadline passes, its future is dropped (a fail-fast
+    ///   batch drops the rest of its calls), or the pool's shutdown deadline
+    ///   passes. It runs promptly, on a `colorseam-interrupt` thread (never
+    ///   an async worker), with no colorseam lock held.
+    /// - If the call is already abandoned, `f` runs at once, here, before
+    ///   `on_cancel` returns.
+    /// - `f` never runs once the guard's drop has returned: dropping the
+    ///   guard disarms it, and if `f` is running at that moment, the drop
+    ///   waits for it to finish. So a connection given back to its pool
+    ///   after the guard is gone is never interrupted by this call.
+    /// - Nor once the job's closure has returned (a guard moved out of the
+    ///   job, or `on_cancel` called from another thread after the job
+    ///   ended): the closure's return disarms every registration (waiting
+    ///   for one running), and a later one is dropped unrun.
+    /// - The caller is released at its deadline whatever `f` does; the
+    ///   release never waits for `f`.
+    /// - The call's error says an interrupt was sent
+    ///   ([`Error::interrupt_sent`](crate::Error::interrupt_sent)); the
+    ///   pool's [metrics](crate::metrics::InterruptCounters) count
+    ///   interrupters sent, their panics, and interrupted jobs that returned
+    ///   (recovered).
+    ///
+    /// Each call registers one more interrupter: all of them run when the
+    /// call is abandoned.
+    ///
+    /// # Panics
+    ///
+    /// Never because of `f`: a panic in it is caught, counted in
+    /// [`InterruptCounters::panicked`](crate::metrics::InterruptCounters::panicked)
+    /// and reported as a `tracing` warning (with the `tracing` feature).
+    /// Under `panic = "abort"` a panic in `f` aborts, as any panic does.
+    ///
+    /// # Caveats
+    ///
+    /// - `f` must not wait for the job it interrupts (a lock the job holds
+    ///   while it drops the guard, say): the guard's drop waits for `f`, so
+    ///   that would deadlock the job. Keep `f` short: a flag, a `shutdown`,
+    ///   a `kill`.
+    /// - At most 16 interrupters run at once in the process; a further one
+    ///   waits for one of them to return. An interrupter that never returns
+    ///   holds one of them forever (and its job, whose guard's drop waits).
+    /// - If the OS refuses to start an interrupt thread, interrupters wait
+    ///   until one starts (each later interrupt tries again); a guard dropped
+    ///   meanwhile disarms its interrupter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // A server that accepts and never answers.
+    /// let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let addr = server.local_addr().unwrap();
+    ///
+    /// let pool = colorseam::BlockingPool::builder().name("fetch").build().unwrap();
+    /// let err = pool
+    ///     .offload_timeout(
+    ///         move || {
+    ///             let mut stream = TcpStream::connect(addr)?;
+    ///             let job = colorseam::job::current().expect("runs on a pool thread");
+    ///             // Shut the socket down if the call is abandoned.
+    ///             let shutdown = colorseam::interrupt::shutdown_tcp(&stream)?;
+    ///             let _guard = job.on_cancel(shutdown);
+    ///             let mut reply = Vec::new();
+    ///             stream.read_to_end(&mut reply)?; // returns once shut down
+    ///             Ok::<_, std::io::Error>(reply)
+    ///         },
+    ///         Duration::from_millis(50),
+    ///     )
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout() && err.interrupt_sent());
+    /// # drop(server);
+    /// # }
+    /// ```
+    pub fn on_cancel<F>(&self, f: F) -> OnCancel
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let entry = match self.info.interrupts().register(f) {
+            Registered::Armed(entry) => Some(entry),
+            Registered::RunNow(entry, stats) => {
+                registry::run_claimed(&*entry, &stats);
+                Some(entry)
+            }
+            Registered::Closed => None,
+        };
+        OnCancel {
+            job: self.info.clone(),
+            entry,
+        }
+    }
+
     /// The call's deadline, if it has one.
     pub fn deadline(&self) -> Option<Instant> {
         self.info.deadline()
@@ -168,4 +288,45 @@ impl fmt::Debug for JobContext {
 #[error("job cancelled: its caller has given up")]
 pub struct Cancelled {
     _private: (),
+}
+
+/// Keeps an interrupter registered with [`JobContext::on_cancel`] armed;
+/// dropping it disarms the interrupter.
+///
+/// The drop returns once the interrupter can no longer run: at once if it
+/// has not started, or once it has finished if it is running. It may be
+/// dropped on any thread, and during unwinding.
+#[must_use = "dropping the guard disarms the interrupter at once"]
+pub struct OnCancel {
+    job: Arc<dyn JobInfo>,
+    /// `None` once dropped, or if the job had returned at registration.
+    entry: Option<Arc<dyn Entry>>,
+}
+
+impl OnCancel {
+    /// True once the interrupter has started (it may still be running): the
+    /// call was abandoned and the resource it reaches was interrupted. The
+    /// job can tell an error it got from an interrupted resource from a real
+    /// one this way.
+    pub fn fired(&self) -> bool {
+        self.entry.as_deref().is_some_and(registry::has_fired)
+    }
+}
+
+impl Drop for OnCancel {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            registry::disarm(&*entry);
+            self.job.interrupts().remove(&entry);
+        }
+    }
+}
+
+impl fmt::Debug for OnCancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnCancel")
+            .field("pool", &&**self.job.pool_name())
+            .field("fired", &self.fired())
+            .finish()
+    }
 }

@@ -114,10 +114,13 @@ pub mod adapter;
 mod block_on;
 mod bridge;
 mod caller_runtime;
+#[doc = include_str!("../docs/cancellation.md")]
+pub mod cancellation {}
 mod deadline;
 pub mod detect;
 mod error;
 pub mod guard;
+pub mod interrupt;
 pub mod job;
 pub mod metrics;
 mod offload;

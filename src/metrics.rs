@@ -78,6 +78,25 @@ pub struct PoolMetrics {
     /// with what that thread waits on (see [`StuckCall`]). Empty on a
     /// healthy pool: `/proc` is read only for these threads.
     pub stuck_calls: Vec<StuckCall>,
+    /// Interrupters sent to abandoned jobs, and what came of them (counters).
+    pub interrupts: InterruptCounters,
+}
+
+/// Interrupters ([`JobContext::on_cancel`](crate::job::JobContext::on_cancel),
+/// the adapters' `interrupt_with`) and what came of them, counted since the
+/// pool was built (counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct InterruptCounters {
+    /// Interrupters sent and run because their call was abandoned while its
+    /// job ran. One sent and then disarmed by its guard before it started
+    /// (the job returned by itself first) is not counted: it never ran.
+    pub sent: u64,
+    /// Interrupters that panicked (caught; the job and the pool go on).
+    pub panicked: u64,
+    /// Jobs whose interrupter ran and that returned after their call was
+    /// abandoned: their threads came back (stuck no more).
+    pub recovered: u64,
 }
 
 /// A call whose caller gave up (timed out, dropped its future, or was

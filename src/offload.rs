@@ -318,7 +318,8 @@ impl<T: Send + 'static> Future for Offload<T> {
                                 Ok(phase) => Err(job
                                     .error(ErrorKind::Timeout)
                                     .with_phase(phase)
-                                    .with_stuck(pool.stuck())),
+                                    .with_stuck(pool.stuck())
+                                    .with_interrupt_sent(job.interrupt_sent())),
                                 // The worker is storing the value and will wake us.
                                 Err(Status::Completing) => return Poll::Pending,
                                 // Finished or ended by the pool meanwhile: read it.

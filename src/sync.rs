@@ -1,8 +1,10 @@
 //! The primitives the job state machine is built on, switchable to loom.
 //!
 //! Under `--cfg colorseam_loom` these resolve to loom's model-checked versions so the
-//! transitions in `pool::state` and the caller's waker can be explored
-//! exhaustively; otherwise they are the std types (and futures' `AtomicWaker`). Only the state machine goes through here: the pool's
+//! transitions in `pool::state`, the caller's waker and an interrupter's
+//! registration (`interrupt::registry`) can be explored exhaustively;
+//! otherwise they are the std types (and futures' `AtomicWaker`). Only the
+//! state machines go through here: the pool's
 //! scheduler uses std directly because loom cannot model OS threads parked on
 //! a real condition variable for seconds at a time.
 
@@ -11,14 +13,14 @@ pub(crate) use loom::future::AtomicWaker;
 #[cfg(colorseam_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
 #[cfg(colorseam_loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
 #[cfg(not(colorseam_loom))]
 pub(crate) use futures_util::task::AtomicWaker;
 #[cfg(not(colorseam_loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
 #[cfg(not(colorseam_loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Locks a mutex, ignoring poisoning.
 ///

@@ -212,16 +212,59 @@ pub struct ForAsync<T> {
     resource: Arc<T>,
     pool: BlockingPool,
     settings: Settings,
+    interrupter: Option<MakeInterrupter<T>>,
+}
+
+/// Makes, from an adapter's resource, what stops a call blocked on it.
+type MakeInterrupter<T> = Arc<MakeInterrupterFn<T>>;
+type MakeInterrupterFn<T> = dyn Fn(&T) -> Box<dyn FnOnce() + Send> + Send + Sync;
+
+fn make_interrupter<T, M, I>(make: M) -> MakeInterrupter<T>
+where
+    M: Fn(&T) -> I + Send + Sync + 'static,
+    I: FnOnce() + Send + 'static,
+{
+    Arc::new(move |resource: &T| Box::new(make(resource)) as Box<dyn FnOnce() + Send>)
+}
+
+/// Runs `f` on `resource` with the interrupter `make` builds from it
+/// registered for the call (see `JobContext::on_cancel`), disarmed as soon
+/// as `f` returns.
+fn interruptible<T: ?Sized, R>(
+    resource: &T,
+    make: Option<&MakeInterrupterFn<T>>,
+    f: impl FnOnce(&T) -> R,
+) -> R {
+    let guard =
+        make.and_then(|make| crate::job::current().map(|job| job.on_cancel(make(resource))));
+    let value = f(resource);
+    drop(guard);
+    value
 }
 
 /// Configures a [`ForAsync`].
+///
+/// Its type parameter is `()` until an interrupter is set with
+/// [`interrupt_with`](ForAsyncBuilder::interrupt_with), and then
+/// [`InterruptWith<T>`], which ties the builder to the resource type `T`.
 #[derive(Debug)]
-pub struct ForAsyncBuilder {
+pub struct ForAsyncBuilder<I = ()> {
     settings: Settings,
     limit: usize,
     max_abandoned: Option<usize>,
     queue_capacity: usize,
     reject_when_full: bool,
+    interrupter: I,
+}
+
+/// A [`ForAsyncBuilder`] with an interrupter for resources of type `T`
+/// (see [`ForAsyncBuilder::interrupt_with`]).
+pub struct InterruptWith<T>(MakeInterrupter<T>);
+
+impl<T> fmt::Debug for InterruptWith<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InterruptWith(..)")
+    }
 }
 
 impl ForAsync<()> {
@@ -237,11 +280,103 @@ impl ForAsync<()> {
             max_abandoned: None,
             queue_capacity: 1024,
             reject_when_full: false,
+            interrupter: (),
         }
     }
 }
 
 impl ForAsyncBuilder {
+    /// Makes every call interruptible: `make` builds, from the resource,
+    /// what stops a call blocked on it, and it runs when the call is
+    /// abandoned (its deadline passes, its future is dropped, the
+    /// adapter's pool shuts down past its deadline), as
+    /// [`JobContext::on_cancel`](crate::job::JobContext::on_cancel) says.
+    ///
+    /// `make` runs on the pool thread at the start of each call, just
+    /// before the call's closure; the interrupter it returns is disarmed as
+    /// soon as the closure returns, so it never reaches a later call.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `make` is the call's panic (see [`PanicPolicy`]).
+    ///
+    /// # Caveats
+    ///
+    /// The interrupter stops the *resource*, which every call running at
+    /// that moment shares (up to [`limit`](Self::limit)): interrupting a
+    /// connection stops every call using it, not only the abandoned one.
+    /// Use `limit(1)`, or a resource whose interrupter reaches one call
+    /// only, where that matters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    /// use colorseam::adapter::ForAsync;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
+    /// let stream = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    /// let upstream = ForAsync::builder("upstream")
+    ///     .limit(1)
+    ///     .timeout(Duration::from_millis(50))
+    ///     .interrupt_with(|stream: &TcpStream| {
+    ///         colorseam::interrupt::shutdown_tcp(stream).expect("a descriptor to spare")
+    ///     })
+    ///     .build(stream)
+    ///     .unwrap();
+    /// let err = upstream
+    ///     .call(|mut stream| stream.read(&mut [0; 64]))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout() && err.interrupt_sent());
+    /// # drop(server);
+    /// # }
+    /// ```
+    pub fn interrupt_with<T, M, I>(self, make: M) -> ForAsyncBuilder<InterruptWith<T>>
+    where
+        M: Fn(&T) -> I + Send + Sync + 'static,
+        I: FnOnce() + Send + 'static,
+    {
+        ForAsyncBuilder {
+            settings: self.settings,
+            limit: self.limit,
+            max_abandoned: self.max_abandoned,
+            queue_capacity: self.queue_capacity,
+            reject_when_full: self.reject_when_full,
+            interrupter: InterruptWith(make_interrupter(make)),
+        }
+    }
+
+    /// Builds the adapter around `resource`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a limit, queue or abandon budget that cannot
+    /// work, or a name that cannot name a thread.
+    pub fn build<T: Send + Sync + 'static>(self, resource: T) -> Result<ForAsync<T>, ConfigError> {
+        self.build_with(resource, None)
+    }
+}
+
+impl<T: Send + Sync + 'static> ForAsyncBuilder<InterruptWith<T>> {
+    /// Builds the adapter around `resource`, every call interruptible (see
+    /// [`interrupt_with`](ForAsyncBuilder::interrupt_with)).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a limit, queue or abandon budget that cannot
+    /// work, or a name that cannot name a thread.
+    pub fn build(self, resource: T) -> Result<ForAsync<T>, ConfigError> {
+        let make = self.interrupter.0.clone();
+        self.build_with(resource, Some(make))
+    }
+}
+
+impl<I> ForAsyncBuilder<I> {
     /// The most calls running at once (default 8): the bulkhead.
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit;
@@ -281,13 +416,11 @@ impl ForAsyncBuilder {
         self
     }
 
-    /// Builds the adapter around `resource`.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] for a limit, queue or abandon budget that cannot
-    /// work, or a name that cannot name a thread.
-    pub fn build<T: Send + Sync + 'static>(self, resource: T) -> Result<ForAsync<T>, ConfigError> {
+    fn build_with<T: Send + Sync + 'static>(
+        self,
+        resource: T,
+        interrupter: Option<MakeInterrupter<T>>,
+    ) -> Result<ForAsync<T>, ConfigError> {
         let mut builder = BlockingPool::builder()
             .name(self.settings.name.clone())
             .max_threads(self.limit)
@@ -301,6 +434,7 @@ impl ForAsyncBuilder {
             resource: Arc::new(resource),
             pool: builder.build()?,
             settings: self.settings,
+            interrupter,
         })
     }
 }
@@ -346,10 +480,11 @@ impl<T: Send + Sync + 'static> ForAsync<T> {
         R: Send + 'static,
     {
         let resource = self.resource.clone();
+        let interrupter = self.interrupter.clone();
         AdapterCall {
             offload: Offload::start(
                 self.pool.inner(),
-                Box::new(move || Ok(f(&resource))),
+                Box::new(move || Ok(interruptible(&*resource, interrupter.as_deref(), f))),
                 deadline,
                 self.pool.inner().config.reject_when_full,
                 Location::caller(),
@@ -377,6 +512,7 @@ impl<T> fmt::Debug for ForAsync<T> {
             .field("name", &self.settings.name)
             .field("timeout", &self.settings.timeout)
             .field("pool", &self.pool)
+            .field("interruptible", &self.interrupter.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -686,6 +822,7 @@ pub struct ThreadBound<T> {
     factory: Arc<dyn Fn() -> T + Send + Sync>,
     settings: Settings,
     max_abandoned: usize,
+    interrupter: Option<MakeInterrupter<T>>,
 }
 
 /// A fresh generation: a one-thread pool that never replaces its thread
@@ -748,6 +885,7 @@ impl<T: 'static> ThreadBound<T> {
                 panic_policy: PanicPolicy::ReturnError,
             },
             max_abandoned: DEFAULT_BOUND_ABANDONED,
+            interrupter: None,
         })
     }
 
@@ -771,6 +909,60 @@ impl<T: 'static> ThreadBound<T> {
     /// call returns. The adapter holds at most `1 + n` OS threads.
     pub fn with_max_abandoned(mut self, n: usize) -> Self {
         self.max_abandoned = n.min(10_000);
+        self
+    }
+
+    /// Makes every call interruptible: `make` builds, from the resource,
+    /// what stops a call blocked on it (a SQLite connection's
+    /// `InterruptHandle`, a socket's shutdown), and it runs when the call is
+    /// abandoned while it runs, as
+    /// [`JobContext::on_cancel`](crate::job::JobContext::on_cancel) says.
+    ///
+    /// `make` runs on the adapter's thread at the start of each call, just
+    /// before the call's closure; the interrupter is disarmed as soon as
+    /// the closure returns, so it never reaches a later call. The factory
+    /// is not interruptible.
+    ///
+    /// An abandoned call still retires its thread and its resource (a call
+    /// stopped half-way may have left the resource in any state, see
+    /// [When a call hangs](Self#when-a-call-hangs)): what the interrupter
+    /// changes is that the thread returns at once, so it stops counting
+    /// against [`with_max_abandoned`](Self::with_max_abandoned), and the
+    /// fresh thread serving the next call does not wait for it.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `make` is the call's panic (see [`PanicPolicy`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    /// use colorseam::adapter::ThreadBound;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
+    /// let addr = server.local_addr().unwrap();
+    /// let upstream = ThreadBound::new("upstream", move || TcpStream::connect(addr).unwrap())
+    ///     .unwrap()
+    ///     .with_timeout(Duration::from_millis(50))
+    ///     .interrupt_with(|stream: &TcpStream| {
+    ///         colorseam::interrupt::shutdown_tcp(stream).expect("a descriptor to spare")
+    ///     });
+    /// let err = upstream.call(|stream| stream.read(&mut [0; 64])).await.unwrap_err();
+    /// assert!(err.is_timeout() && err.interrupt_sent());
+    /// # drop(server);
+    /// # }
+    /// ```
+    pub fn interrupt_with<M, I>(mut self, make: M) -> Self
+    where
+        M: Fn(&T) -> I + Send + Sync + 'static,
+        I: FnOnce() + Send + 'static,
+    {
+        self.interrupter = Some(make_interrupter(make));
         self
     }
 
@@ -856,6 +1048,7 @@ impl<T: 'static> ThreadBound<T> {
         let job = {
             let (core, life, progress) = (core.clone(), life.clone(), progress.clone());
             let factory = self.factory.clone();
+            let interrupter = self.interrupter.clone();
             move || -> Ran<R> {
                 {
                     let stuck = lock_std(&life.stuck);
@@ -871,7 +1064,16 @@ impl<T: 'static> ThreadBound<T> {
                     progress.store(CALL_RUNNING, Ordering::Release);
                 }
                 let in_call = InCall::enter(core.id);
-                let ran = catch_unwind(AssertUnwindSafe(|| with_resource(life.id, &*factory, f)));
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    with_resource(life.id, &*factory, |resource| {
+                        let guard = interrupter.as_deref().and_then(|make| {
+                            crate::job::current().map(|job| job.on_cancel(make(resource)))
+                        });
+                        let value = f(resource);
+                        drop(guard);
+                        value
+                    })
+                }));
                 let stuck = {
                     let stuck = lock_std(&life.stuck);
                     progress.store(CALL_FINISHED, Ordering::Release);
@@ -986,6 +1188,7 @@ impl<T> fmt::Debug for ThreadBound<T> {
         f.debug_struct("ThreadBound")
             .field("name", &self.settings.name)
             .field("timeout", &self.settings.timeout)
+            .field("interruptible", &self.interrupter.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -29,7 +29,9 @@ mod for_sync;
 mod sync_io;
 mod unblock;
 
-pub use for_async::{AdapterCall, ForAsync, ForAsyncBuilder, PanicPolicy, ThreadBound};
+pub use for_async::{
+    AdapterCall, ForAsync, ForAsyncBuilder, InterruptWith, PanicPolicy, ThreadBound,
+};
 pub use for_sync::ForSync;
 pub use sync_io::{BlockingIo, BlockingStream};
 pub use unblock::{Unblock, UnblockIter};

@@ -129,6 +129,8 @@ pub(crate) struct Inner {
     counters: Counters,
     pub(crate) queue_wait: Histogram,
     pub(crate) run_time: Histogram,
+    /// Interrupters sent and their outcomes (see `interrupt`).
+    pub(crate) interrupt_stats: Arc<crate::interrupt::registry::Stats>,
 }
 
 struct Shared {
@@ -306,6 +308,7 @@ impl BlockingPool {
             counters: Counters::default(),
             queue_wait: Histogram::new(),
             run_time: Histogram::new(),
+            interrupt_stats: Arc::new(crate::interrupt::registry::Stats::new(config.name.clone())),
             eager_threads: eager_threads(&config),
             config,
         });
@@ -1027,10 +1030,14 @@ impl Inner {
                 if budgeted {
                     job.release_permit();
                 }
+                // Handed to the interrupt threads: never run, nor waited
+                // for, here (often an async worker).
+                let _interrupts = job.interrupt(&self.interrupt_stats);
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
                     pool = %self.config.name,
                     abandoned,
+                    interrupts = _interrupts,
                     "colorseam abandoned a running job: {why:?}"
                 );
                 Ok(Phase::Running)
@@ -1164,6 +1171,16 @@ impl Inner {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An interrupted job returned after its call was abandoned: its
+    /// thread is back.
+    pub(crate) fn count_recovered(&self) {
+        self.interrupt_stats
+            .recovered
+            .fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        tracing::info!(pool = %self.config.name, "colorseam interrupted job returned: its thread is back");
+    }
+
     pub(crate) fn count_ended_by_pool(&self, _by: EndedBy) {
         self.counters.shut_down.fetch_add(1, Ordering::Relaxed);
     }
@@ -1235,6 +1252,11 @@ impl Inner {
             queue_wait: self.queue_wait.snapshot(),
             run_time: self.run_time.snapshot(),
             stuck_calls: self.describe_stuck(stuck),
+            interrupts: crate::metrics::InterruptCounters {
+                sent: load(&self.interrupt_stats.sent),
+                panicked: load(&self.interrupt_stats.panicked),
+                recovered: load(&self.interrupt_stats.recovered),
+            },
         }
     }
 
@@ -1334,6 +1356,12 @@ impl Inner {
         for (job, budgeted) in &abandoned {
             if *budgeted {
                 job.release_permit();
+            }
+            // Before the wake-up, so the caller's error says so.
+            let _interrupts = job.interrupt(&self.interrupt_stats);
+            #[cfg(feature = "tracing")]
+            if _interrupts > 0 {
+                tracing::warn!(pool = %self.config.name, interrupts = _interrupts, "colorseam released a running job at the shutdown deadline and interrupted it");
             }
             job.wake_caller();
         }

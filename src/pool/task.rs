@@ -15,6 +15,7 @@ use super::state::{EndedBy, JobCore, Status};
 use crate::caller_runtime::CallerRuntime;
 pub(crate) use crate::error::panic_message;
 use crate::error::{Error, ErrorKind, Phase};
+use crate::interrupt::registry::{Interrupts, Stats};
 use crate::job::JobInfo;
 use crate::sync::AtomicWaker;
 use crate::sync::lock_std as lock;
@@ -54,6 +55,8 @@ pub(crate) struct Job<T> {
     abandon_budgeted: AtomicBool,
     /// No caller waits: failures go to the error sink.
     detached: bool,
+    /// What the closure registered to stop it (`JobContext::on_cancel`).
+    interrupts: Interrupts,
     pool_name: Arc<str>,
     pub(crate) site: CallSite,
 }
@@ -93,6 +96,9 @@ pub(crate) trait Task: JobInfo {
     /// Tries to abandon a running job on the pool's initiative (shutdown).
     /// Does not wake the caller: the pool does, with its lock released.
     fn try_abandon_by_pool(&self) -> bool;
+    /// The job was abandoned while running: sends its interrupters, with
+    /// no lock held. Returns how many were sent.
+    fn interrupt(&self, stats: &Arc<Stats>) -> usize;
     /// Wakes the caller, containing a panicking waker.
     fn wake_caller(&self);
     fn status(&self) -> Status;
@@ -125,6 +131,7 @@ impl<T: Send + 'static> Job<T> {
             permit: StdMutex::new(PermitSlot::default()),
             abandon_budgeted: AtomicBool::new(false),
             detached,
+            interrupts: Interrupts::new(),
             pool_name,
             site,
         }
@@ -150,6 +157,11 @@ impl<T: Send + 'static> Job<T> {
         &self.core
     }
 
+    /// True once an interrupter was sent to this job.
+    pub(crate) fn interrupt_sent(&self) -> bool {
+        self.interrupts.sent() > 0
+    }
+
     pub(crate) fn error(&self, kind: ErrorKind) -> Error {
         Error::new(
             kind,
@@ -171,7 +183,10 @@ impl<T: Send + 'static> Job<T> {
     pub(crate) fn ended_by_pool_error(&self, status: Status) -> Option<Error> {
         match status {
             Status::Cancelled(by) => Some(self.pool_error(by, Phase::Queued)),
-            Status::Abandoned(by) => Some(self.pool_error(by, Phase::Running)),
+            Status::Abandoned(by) => Some(
+                self.pool_error(by, Phase::Running)
+                    .with_interrupt_sent(self.interrupt_sent()),
+            ),
             _ => None,
         }
     }
@@ -189,6 +204,9 @@ impl<T: Send + 'static> JobInfo for Job<T> {
     }
     fn runtime(&self) -> Option<&tokio::runtime::Handle> {
         self.site.runtime.as_ref().and_then(CallerRuntime::handle)
+    }
+    fn interrupts(&self) -> &Interrupts {
+        &self.interrupts
     }
 }
 
@@ -227,6 +245,10 @@ impl<T: Send + 'static> Task for Job<T> {
             }
             RunsOn::Helper => catch_unwind(AssertUnwindSafe(func)),
         });
+        // The closure has returned: from here no interrupter may reach it
+        // (one still running is waited for), even if the abandonment wins
+        // the race with `complete` below.
+        let interrupted = self.interrupts.close();
         pool.run_time.record(started.elapsed());
         let panicked = outcome.is_err();
         if let (true, Err(payload)) = (self.detached, &outcome) {
@@ -247,7 +269,12 @@ impl<T: Send + 'static> Task for Job<T> {
                 self.waker.wake();
             }
             // Abandoned: nobody will read it; drop it here, on the pool thread.
-            Err(unread) => drop_quietly(unread),
+            Err(unread) => {
+                if interrupted {
+                    pool.count_recovered();
+                }
+                drop_quietly(unread);
+            }
         }
         true
     }
@@ -269,6 +296,10 @@ impl<T: Send + 'static> Task for Job<T> {
 
     fn try_abandon_by_pool(&self) -> bool {
         self.core.abandon(EndedBy::Shutdown).is_ok()
+    }
+
+    fn interrupt(&self, stats: &Arc<Stats>) -> usize {
+        crate::interrupt::send(&self.interrupts, stats)
     }
 
     fn wake_caller(&self) {

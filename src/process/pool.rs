@@ -408,6 +408,8 @@ impl Inner {
             run_time: self.run_time.snapshot(),
             // A worker process is killed, never left stuck.
             stuck_calls: Vec::new(),
+            // Killing the worker is the interrupt: no interrupters here.
+            interrupts: Default::default(),
         };
         let process = super::ProcessMetrics {
             pool: pool.clone(),
