@@ -74,7 +74,7 @@ pub(crate) fn send(interrupts: &Interrupts, stats: &Arc<Stats>) -> usize {
 /// # Examples
 ///
 /// See [`JobContext::on_cancel`](crate::job::JobContext::on_cancel).
-pub fn shutdown_tcp(stream: &TcpStream) -> io::Result<impl FnOnce() + Send + 'static> {
+pub fn shutdown_tcp(stream: &TcpStream) -> io::Result<impl FnOnce() + Send + use<>> {
     let stream = stream.try_clone()?;
     Ok(move || {
         // Not connected any more (the peer left) is the goal reached.
@@ -91,7 +91,7 @@ pub fn shutdown_tcp(stream: &TcpStream) -> io::Result<impl FnOnce() + Send + 'st
 #[cfg(unix)]
 pub fn shutdown_unix(
     stream: &std::os::unix::net::UnixStream,
-) -> io::Result<impl FnOnce() + Send + 'static> {
+) -> io::Result<impl FnOnce() + Send + use<>> {
     let stream = stream.try_clone()?;
     Ok(move || {
         let _ = stream.shutdown(Shutdown::Both);
@@ -109,7 +109,7 @@ pub fn shutdown_unix(
 /// The error of `try_clone`; elsewhere than unix also
 /// [`io::ErrorKind::Unsupported`] for a connected socket, which drops a
 /// datagram that is not from its peer.
-pub fn wake_udp(socket: &UdpSocket) -> io::Result<impl FnOnce() + Send + 'static> {
+pub fn wake_udp(socket: &UdpSocket) -> io::Result<impl FnOnce() + Send + use<>> {
     #[cfg(unix)]
     {
         let socket =
@@ -146,7 +146,7 @@ pub fn wake_udp(socket: &UdpSocket) -> io::Result<impl FnOnce() + Send + 'static
 /// # Errors
 ///
 /// The error of `try_clone` (or of `local_addr`, elsewhere than unix).
-pub fn wake_tcp_listener(listener: &TcpListener) -> io::Result<impl FnOnce() + Send + 'static> {
+pub fn wake_tcp_listener(listener: &TcpListener) -> io::Result<impl FnOnce() + Send + use<>> {
     #[cfg(unix)]
     {
         let listener = TcpStream::from(std::os::fd::OwnedFd::from(listener.try_clone()?));
@@ -325,7 +325,7 @@ impl SharedChild {
     /// An interrupter that kills the child: for
     /// [`on_cancel`](crate::job::JobContext::on_cancel) and the adapters'
     /// `interrupt_with`.
-    pub fn interrupter(&self) -> impl FnOnce() + Send + 'static {
+    pub fn interrupter(&self) -> impl FnOnce() + Send + use<> {
         let child = self.clone();
         move || {
             // Already exited (and reaped) is the goal reached.
