@@ -107,6 +107,24 @@
 //!   task there and a `spawn_blocking` thread); [`CallerContext`] says
 //!   which side colorseam takes in each.
 
+//!
+//! # Feature flags
+//!
+//! All off by default; the crate's core needs only tokio (`rt`,
+//! `rt-multi-thread`, `sync`, `time`, `io-util`), `futures-core`,
+//! `futures-util`, `pin-project-lite` and `thiserror`.
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `tracing` | `tracing` events at pool decisions (admission, timeouts, abandonment, shutdown), the caller's span entered on the pool thread, detached failures routed there |
+//! | `process` | [`process`]: a pool of worker processes whose jobs are killed at their deadline (Unix) |
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (edition 2024), declared as `rust-version` in Cargo.toml; see
+//! `docs/ARCHITECTURE.md` for how that is kept true.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -126,6 +144,7 @@ pub mod metrics;
 mod offload;
 pub mod pool;
 #[cfg(all(feature = "process", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "process", unix))))]
 pub mod process;
 mod procfs;
 mod spin;

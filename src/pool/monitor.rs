@@ -207,10 +207,11 @@ pub(crate) fn sighted(sighting: &mut Sighting, job: u64, now: Instant) -> Option
         sighting.since = None;
         return None;
     }
-    if sighting.closure == job
-        && let Some(since) = sighting.since
-    {
-        return Some(now.saturating_duration_since(since));
+    // (Not a let-chain: those need Rust 1.88, and the MSRV is 1.85.)
+    if sighting.closure == job {
+        if let Some(since) = sighting.since {
+            return Some(now.saturating_duration_since(since));
+        }
     }
     sighting.closure = job;
     sighting.since = Some(now);
