@@ -47,19 +47,21 @@ use crate::sync::lock_std as lock;
 /// millisecond ticks, so it fires before the deadline however it rounds.
 pub(crate) const LEAD: Duration = Duration::from_millis(2);
 
-pin_project_lite::pin_project! {
-    /// A deadline for an async caller: poll [`Deadline::poll_passed`].
-    pub(crate) struct Deadline {
-        // Made at the first poll, on the runtime current then.
-        #[pin]
-        sleep: Option<tokio::time::Sleep>,
-        at: Instant,
-        stage: Stage,
-        // The sleep is (to be) made on the bridge runtime: the caller's
-        // clock ran ahead of real time, or no runtime was current.
-        on_bridge: bool,
-        alarm: Option<Arc<Alarm>>,
-    }
+/// A deadline for an async caller: poll [`Deadline::poll_passed`].
+///
+/// `Unpin`, so the futures that hold one (`Offload`, `AdapterCall`) are
+/// too, like tokio's `JoinHandle`: `select!` on `&mut call` in a loop
+/// compiles. The price is the sleep's box, one allocation made at the
+/// first poll of a call that has a deadline (see `benches/offload.rs`).
+pub(crate) struct Deadline {
+    // Made at the first poll, on the runtime current then.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    at: Instant,
+    stage: Stage,
+    // The sleep is (to be) made on the bridge runtime: the caller's
+    // clock ran ahead of real time, or no runtime was current.
+    on_bridge: bool,
+    alarm: Option<Arc<Alarm>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,16 +101,16 @@ impl Deadline {
 
     /// True once the deadline has passed in real time; otherwise registers
     /// `cx`'s waker to be woken when it does.
-    pub(crate) fn poll_passed(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn poll_passed(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let this = self.get_mut();
         loop {
-            if Instant::now() >= self.at {
+            if Instant::now() >= this.at {
                 return true;
             }
-            let target = self.target();
-            let mut this = self.as_mut().project();
-            if *this.stage == Stage::ArmAlarm {
-                *this.stage = Stage::Final;
-                *this.alarm = arm(*this.at);
+            let target = this.target();
+            if this.stage == Stage::ArmAlarm {
+                this.stage = Stage::Final;
+                this.alarm = arm(this.at);
             }
             if let Some(alarm) = this.alarm.as_ref() {
                 crate::sync::register(&alarm.waker, cx.waker());
@@ -117,17 +119,17 @@ impl Deadline {
                 }
             }
             if this.sleep.is_none() {
-                match make_sleep(target, *this.on_bridge) {
+                match make_sleep(target, this.on_bridge) {
                     Some((sleep, on_bridge)) => {
-                        *this.on_bridge = on_bridge;
-                        this.sleep.set(Some(sleep));
+                        this.on_bridge = on_bridge;
+                        this.sleep = Some(Box::pin(sleep));
                     }
                     // No timer at all (the bridge could not start): the
                     // alarm alone, if the timer thread runs; else give up
                     // waiting rather than never wake.
                     None => {
                         if this.alarm.is_none() {
-                            *this.alarm = arm(*this.at);
+                            this.alarm = arm(this.at);
                         }
                         match this.alarm.as_ref() {
                             Some(alarm) => {
@@ -139,27 +141,25 @@ impl Deadline {
                     }
                 }
             }
-            let mut sleep = this
-                .sleep
-                .as_mut()
-                .as_pin_mut()
-                .expect("the sleep was made above");
+            let sleep = this.sleep.as_mut().expect("the sleep was made above");
             match sleep.as_mut().poll(cx) {
                 Poll::Pending => return false,
-                Poll::Ready(()) if Instant::now() < target && !*this.on_bridge => {
+                Poll::Ready(()) if Instant::now() < target && !this.on_bridge => {
                     // Fired early in real time: this runtime's clock is not
                     // real time (paused and auto-advanced). Wait out the
                     // rest on the bridge, whose clock is.
-                    *this.on_bridge = true;
-                    this.sleep.set(None);
+                    this.on_bridge = true;
+                    this.sleep = None;
                 }
-                Poll::Ready(()) if *this.stage == Stage::Early => {
-                    sleep.reset(tokio::time::Instant::from_std(*this.at));
-                    *this.stage = Stage::ArmAlarm;
+                Poll::Ready(()) if this.stage == Stage::Early => {
+                    sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(this.at));
+                    this.stage = Stage::ArmAlarm;
                 }
                 // At the deadline (checked at the top), or the bridge's own
                 // sleep a hair early: the alarm, if armed, wakes us on time.
-                Poll::Ready(()) => return this.alarm.is_none() || Instant::now() >= *this.at,
+                Poll::Ready(()) => return this.alarm.is_none() || Instant::now() >= this.at,
             }
         }
     }

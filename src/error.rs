@@ -117,6 +117,13 @@ pub struct Error {
     inner: Box<Inner>,
 }
 
+// An error is a value nobody mutates after it is made, so a panic cannot
+// leave one half-updated; its boxed source and panic payload are what keep
+// the compiler from seeing that (as with `anyhow::Error`, which says the
+// same). So it can cross `catch_unwind`, as a caller's error type must.
+impl std::panic::UnwindSafe for Error {}
+impl std::panic::RefUnwindSafe for Error {}
+
 struct Inner {
     kind: ErrorKind,
     operation: &'static str,

@@ -488,6 +488,14 @@ impl BlockingPool {
     }
 }
 
+// Every lock of the pool recovers from poisoning and every piece of user
+// code it runs (closures, wakers, drops, sinks) is under `catch_unwind`, so
+// a panic on any thread leaves the pool's state consistent: a handle may
+// cross `catch_unwind`, as tokio's `Handle` may. The compiler cannot see it
+// through the error sink (`dyn Fn`) and tokio's semaphore.
+impl std::panic::UnwindSafe for BlockingPool {}
+impl std::panic::RefUnwindSafe for BlockingPool {}
+
 impl fmt::Debug for BlockingPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.inner().config;
