@@ -20,6 +20,10 @@
 //!   the socket's local and peer address or the file's path, or that it is
 //!   running on a CPU, read from `/proc` for that one thread at that
 //!   moment.
+//! - [`deny_blocking`] makes a test fail when a worker of its runtime
+//!   blocks longer than a threshold while it runs, naming the system call
+//!   and the socket or file: run a dependency's async API under it to find
+//!   hidden blocking before production does.
 //! - [`LagMonitor`] measures scheduler lag: how long a woken task waits to
 //!   be polled, as p50/p99/max, for dashboards and tests.
 //!
@@ -82,6 +86,7 @@
 //! watchdog inside the `block_on` it should watch and drop it before that
 //! returns (or keep the runtime driven, as `#[tokio::main]` does).
 
+mod deny;
 mod instrument;
 mod lag;
 mod watchdog;
@@ -89,6 +94,7 @@ mod watchdog;
 #[doc(hidden)]
 pub use crate::procfs::override_proc_root;
 pub use crate::procfs::{FdTarget, Syscall, ThreadWait};
+pub use deny::{DenyBlocking, HiddenBlocking, deny_blocking};
 pub use instrument::{Instrumented, TaskStats, instrument, set_slow_poll_hook};
 pub use lag::LagMonitor;
 pub use watchdog::{StallReport, StallState, Watchdog, WatchdogBuilder};

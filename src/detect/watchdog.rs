@@ -152,6 +152,19 @@ impl WatchdogBuilder {
         // so a freeze from here on is a stall even before the heartbeat's
         // first answer. From outside, wait for that answer (see `Beat`).
         let driven = tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == handle.id());
+        if driven && let Some(index) = tokio::runtime::worker_index() {
+            // Installed on one of its workers (or in a current-thread
+            // runtime's `block_on`): this thread runs it now, so a stall
+            // before the heartbeat's first poll is still on a known thread.
+            let current = std::thread::current();
+            let seen = Seen {
+                thread: current.id(),
+                name: current.name().map(str::to_owned),
+                tid: crate::procfs::current_tid(),
+            };
+            saw_worker(&shared.workers, index, seen.clone());
+            *lock_std(&shared.heartbeat.thread) = Some(seen);
+        }
         let tick = (self.threshold / 4).max(Duration::from_millis(1));
         let watcher = Watcher {
             shared: shared.clone(),
