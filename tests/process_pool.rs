@@ -28,6 +28,8 @@ fn a_call_round_trips_its_bytes_through_a_worker_process() {
     runtime().block_on(async {
         let out = pool.call("echo", b"hello".to_vec()).await.unwrap();
         assert_eq!(out, b"hello");
+        // A caller that has its result never sees the call still busy.
+        assert_eq!(pool.metrics().pool.threads.busy, 0);
         let pid = pool.call("pid", Vec::new()).await.unwrap();
         let pid = u32::from_le_bytes(pid.try_into().unwrap());
         assert_ne!(pid, std::process::id(), "it ran in another process");

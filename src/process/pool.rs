@@ -483,7 +483,10 @@ fn forward_stderr(pipe: std::process::ChildStderr, words: &LastWords) {
                 let _stderr_gone = io::stderr().write_all(&line);
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end();
-                if !text.is_empty() {
+                // std's hint after a panic or an allocation failure
+                // (`note: run with RUST_BACKTRACE=1 ...`) is not what
+                // the worker said.
+                if !text.is_empty() && !text.starts_with("note: ") {
                     let mut short: String = text.chars().take(300).collect();
                     if short.len() < text.len() {
                         short.push('…');
@@ -577,6 +580,7 @@ fn supervise(inner: &Arc<Inner>, slot: usize) {
                     Err(e) if e.is_panic() => &inner.counters.panicked,
                     Err(_) => &inner.counters.failed,
                 };
+                leave_running(inner, &job);
                 if job.finish(outcome) {
                     bump(counter);
                 }
@@ -591,6 +595,7 @@ fn supervise(inner: &Arc<Inner>, slot: usize) {
                 job::kill(&w.child);
             }
             let (status, last_words) = reap(inner, w);
+            leave_running(inner, &job);
             settle_dead(inner, &job, status, last_words, deadline_passed);
         } else if recycle {
             let w = worker.take().expect("the worker just ran the job");
@@ -628,16 +633,20 @@ fn start_job(inner: &Inner, job: &Arc<Job>, w: &Worker) -> bool {
     true
 }
 
-/// The job is over for its supervisor: out of the running list, its
-/// permit back (after the worker that ran it is reaped, so admission never
-/// counts a dead worker's slot as free too early).
-fn job_done(inner: &Inner, job: &Arc<Job>) {
-    {
-        let mut shared = lock(&inner.shared);
-        if let Some(at) = shared.running.iter().position(|j| Arc::ptr_eq(j, job)) {
-            shared.running.swap_remove(at);
-        }
+/// Out of the running list (so `busy` no longer counts it), before its
+/// caller is told: a caller that saw its result never sees it busy.
+fn leave_running(inner: &Inner, job: &Arc<Job>) {
+    let mut shared = lock(&inner.shared);
+    if let Some(at) = shared.running.iter().position(|j| Arc::ptr_eq(j, job)) {
+        shared.running.swap_remove(at);
     }
+}
+
+/// The job is over for its supervisor: its permit back, after the worker
+/// that ran it was reaped (if it died), so admission never counts a dead
+/// worker's room as free too early.
+fn job_done(inner: &Inner, job: &Arc<Job>) {
+    leave_running(inner, job);
     inner.settled.notify_all();
     job.release_permit();
 }

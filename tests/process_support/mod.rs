@@ -32,10 +32,15 @@ pub fn functions() -> Functions {
             std::process::exit(i32::from(input.first().copied().unwrap_or(3)))
         })
         .add("segv", |_: &[u8]| {
-            // A real SIGSEGV without unsafe code: ask the kernel to send it.
-            let _ = std::process::Command::new("kill")
-                .args(["-SEGV", &std::process::id().to_string()])
-                .status();
+            // A SIGSEGV without unsafe code: ask the kernel to send it.
+            // Twice: std's stack-overflow handler takes the first, finds
+            // no fault in a guard page, and puts the default action back.
+            for _ in 0..2 {
+                let _ = std::process::Command::new("kill")
+                    .args(["-SEGV", &std::process::id().to_string()])
+                    .status();
+                std::thread::sleep(Duration::from_millis(20));
+            }
             std::thread::sleep(Duration::from_secs(10));
             Vec::new()
         })
