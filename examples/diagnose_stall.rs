@@ -129,7 +129,11 @@ fn lag_line(label: &str, lag: &Latency) -> String {
 /// output with its [`TaskStats`]. `#[track_caller]` makes the call site the
 /// watchdog reports the *caller's* line, not this helper's.
 #[track_caller]
-fn spawn_instrumented<F>(handle: &Handle, name: &str, work: F) -> JoinHandle<(F::Output, TaskStats)>
+fn spawn_instrumented<F>(
+    handle: &Handle,
+    name: &'static str,
+    work: F,
+) -> JoinHandle<(F::Output, TaskStats)>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

@@ -1,5 +1,6 @@
 //! Timed polls and the per-thread marks the watchdog reads.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -90,7 +91,11 @@ fn current_runtime_key() -> u64 {
     tokio::runtime::Handle::try_current().map_or(0, |h| runtime_key(h.id()))
 }
 
-/// Names and call sites of instrumented tasks, by id.
+/// Names and call sites of instrumented tasks with an owned name, by id.
+///
+/// Only a `String` name comes here: a `&'static str` name is interned in
+/// [`STATIC_TASKS`] instead, so creating its task takes no lock and
+/// allocates nothing.
 static TASKS: LazyLock<Mutex<HashMap<u64, Weak<TaskInfo>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
@@ -100,9 +105,95 @@ pub(crate) struct TaskInfo {
     pub(crate) location: &'static Location<'static>,
 }
 
+/// A `&'static str` name and a call site, interned once per pair.
+struct StaticTask {
+    name: &'static str,
+    location: &'static Location<'static>,
+}
+
+impl StaticTask {
+    fn is(&self, name: &'static str, location: &'static Location<'static>) -> bool {
+        // Both are `'static`: equal addresses are equal values, and a
+        // duplicate of either (another codegen unit's copy) merely takes
+        // another slot.
+        std::ptr::eq(self.name, name) && std::ptr::eq(self.location, location)
+    }
+}
+
+/// Slots for interned (`&'static str` name, call site) pairs: a fixed,
+/// open-addressed table written once per slot, so a creation finds its
+/// pair with one acquire load (and, the first time, one `OnceLock::set`).
+/// Call sites are few and fixed in a program; past this many distinct
+/// pairs (or a probe run this long), names go to [`TASKS`] as owned ones do.
+const STATIC_SLOTS: usize = 1024;
+const STATIC_PROBES: usize = 8;
+static STATIC_TASKS: [OnceLock<StaticTask>; STATIC_SLOTS] =
+    [const { OnceLock::new() }; STATIC_SLOTS];
+
+/// Ids with this bit set name a [`STATIC_TASKS`] slot (the low bits), not
+/// a [`TASKS`] entry; `NEXT_TASK` never gets near it.
+const STATIC_ID: u64 = 1 << 63;
+
+/// The id of `(name, location)`'s slot in [`STATIC_TASKS`], interning it
+/// there if it is new; `None` when its probe run is full.
+fn intern(name: &'static str, location: &'static Location<'static>) -> Option<u64> {
+    // The addresses are the key: a Fibonacci hash of them spreads the
+    // call sites of one binary (close together in its rodata) over the
+    // table.
+    let key = (location as *const Location<'static> as usize as u64)
+        ^ (name.as_ptr() as usize as u64).rotate_left(32)
+        ^ name.len() as u64;
+    let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
+    for probe in 0..STATIC_PROBES {
+        let slot_index = (start + probe) % STATIC_SLOTS;
+        let slot = &STATIC_TASKS[slot_index];
+        let found = match slot.get() {
+            Some(task) => task.is(name, location),
+            // Another thread may set it first: then it is ours only if it
+            // set the same pair.
+            None => {
+                let _ = slot.set(StaticTask { name, location });
+                slot.get().is_some_and(|task| task.is(name, location))
+            }
+        };
+        if found {
+            return Some(STATIC_ID | slot_index as u64);
+        }
+    }
+    None
+}
+
 /// The name and call site of the task with this id, if it still exists.
+///
+/// For an interned name this copies the name (the watchdog asks only once
+/// a poll is past its threshold, never on the polling path).
 pub(crate) fn task_info(id: u64) -> Option<Arc<TaskInfo>> {
+    if id & STATIC_ID != 0 {
+        let index = usize::try_from(id & !STATIC_ID).ok()?;
+        let task = STATIC_TASKS.get(index)?.get()?;
+        return Some(Arc::new(TaskInfo {
+            name: task.name.to_owned(),
+            location: task.location,
+        }));
+    }
     lock_std(&TASKS).get(&id).and_then(Weak::upgrade)
+}
+
+/// How an [`Instrumented`] holds its name.
+enum Name {
+    /// Interned in [`STATIC_TASKS`]: nothing to free.
+    Static(&'static str),
+    /// Registered in [`TASKS`] under the future's id until it is dropped.
+    Owned(Arc<TaskInfo>),
+}
+
+impl Name {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Owned(info) => &info.name,
+        }
+    }
 }
 
 type SlowPollHook = Box<dyn Fn(&str, &'static Location<'static>, Duration) + Send + Sync>;
@@ -158,7 +249,8 @@ pin_project_lite::pin_project! {
         #[pin]
         future: F,
         id: u64,
-        info: Arc<TaskInfo>,
+        name: Name,
+        location: &'static Location<'static>,
         slow_poll_nanos: u64,
         // Plain integers, not shared atomics: only `poll` writes them and
         // only `stats` reads them, and `&mut self` versus `&self` already
@@ -174,7 +266,9 @@ pin_project_lite::pin_project! {
 
     impl<F> PinnedDrop for Instrumented<F> {
         fn drop(this: Pin<&mut Self>) {
-            lock_std(&TASKS).remove(&this.id);
+            if let Name::Owned(_) = this.name {
+                lock_std(&TASKS).remove(&this.id);
+            }
         }
     }
 }
@@ -182,6 +276,11 @@ pin_project_lite::pin_project! {
 /// Wraps `future` so each poll is timed, polls slower than 10 ms are
 /// reported with `name` and the call site, and a watchdog can name the task
 /// if it stalls a worker.
+///
+/// With a `&'static str` name (a literal), creating the wrapper takes no
+/// lock and allocates nothing, so it costs the same on every thread at
+/// once; a `String` name is registered in a process-wide table (one lock
+/// and one allocation per call, one lock at drop).
 ///
 /// # Examples
 ///
@@ -194,25 +293,39 @@ pin_project_lite::pin_project! {
 /// let stats = checkout.stats();
 /// assert_eq!(checkout.await, 42);
 /// # let _ = stats;
+/// let shard = 3;
+/// let reindex = instrument(async {}, format!("reindex-{shard}"));
+/// reindex.await;
 /// # }
 /// ```
 #[track_caller]
-pub fn instrument<F: Future>(future: F, name: impl Into<String>) -> Instrumented<F> {
-    let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
-    let info = Arc::new(TaskInfo {
-        name: name.into(),
-        location: Location::caller(),
-    });
-    lock_std(&TASKS).insert(id, Arc::downgrade(&info));
+pub fn instrument<F: Future>(future: F, name: impl Into<Cow<'static, str>>) -> Instrumented<F> {
+    let location = Location::caller();
+    let (id, name) = match name.into() {
+        Cow::Borrowed(name) => match intern(name, location) {
+            Some(id) => (id, Name::Static(name)),
+            None => register(name.to_owned(), location),
+        },
+        Cow::Owned(name) => register(name, location),
+    };
     Instrumented {
         future,
         id,
-        info,
+        name,
+        location,
         slow_poll_nanos: nanos(DEFAULT_SLOW_POLL),
         counters: Counters::default(),
         seen_task: None,
         seen_runtime: 0,
     }
+}
+
+/// Registers an owned name in [`TASKS`] under a fresh id.
+fn register(name: String, location: &'static Location<'static>) -> (u64, Name) {
+    let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
+    let info = Arc::new(TaskInfo { name, location });
+    lock_std(&TASKS).insert(id, Arc::downgrade(&info));
+    (id, Name::Owned(info))
 }
 
 impl<F> Instrumented<F> {
@@ -265,7 +378,11 @@ impl<F: Future> Future for Instrumented<F> {
         c.max_poll_nanos = c.max_poll_nanos.max(nanos);
         if nanos > *this.slow_poll_nanos {
             c.slow_polls += 1;
-            slow_poll(this.info, Duration::from_nanos(nanos));
+            slow_poll(
+                this.name.as_str(),
+                this.location,
+                Duration::from_nanos(nanos),
+            );
         }
         result
     }
@@ -341,12 +458,12 @@ impl Drop for Polling {
 }
 
 #[cold]
-fn slow_poll(info: &TaskInfo, elapsed: Duration) {
+fn slow_poll(name: &str, location: &'static Location<'static>, elapsed: Duration) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(task = %info.name, location = %info.location, ?elapsed, "colorseam: slow poll");
+    tracing::warn!(task = %name, location = %location, ?elapsed, "colorseam: slow poll");
     if let Some(hook) = SLOW_POLL_HOOK.get() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            hook(&info.name, info.location, elapsed)
+            hook(name, location, elapsed)
         }));
     }
 }
@@ -354,8 +471,8 @@ fn slow_poll(info: &TaskInfo, elapsed: Duration) {
 impl<F> fmt::Debug for Instrumented<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Instrumented")
-            .field("name", &self.info.name)
-            .field("location", &format_args!("{}", self.info.location))
+            .field("name", &self.name.as_str())
+            .field("location", &format_args!("{}", self.location))
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
