@@ -3,16 +3,21 @@
 //! A small tokio service (a multi-thread runtime with 2 workers) runs two
 //! well-behaved instrumented tasks: an HTTP-ish handler loop that serves a
 //! request every few milliseconds, and a cache refresher. Then a third
-//! instrumented task, `nightly-report`, starts. It fetches rows and uploads
-//! a PDF asynchronously, but renders the PDF with a *synchronous* call that
-//! blocks its worker for about 1.5 s: the bug.
+//! instrumented task, `nightly-report`, starts. It uploads its PDF
+//! asynchronously, but fetches its rows with a *synchronous* database
+//! client (a `std::net::TcpStream` read) from a "database" (a local TCP
+//! server) that accepts the connection and then goes silent for 1.5 s: the
+//! incident this crate exists for, where a dependency's connection hangs
+//! inside async code and the service freezes without a word.
 //!
 //! colorseam's detection tools watch the whole time:
 //!
 //! - a [`Watchdog`] with a 100 ms threshold, on its own OS thread, prints
 //!   each report the moment it arrives, stamped with the time since start:
 //!   the stall while it is still going on (worker, time so far, task name,
-//!   call site), the follow-ups, and its end with the total;
+//!   call site and, on Linux, what the thread is blocked in: the `read` /
+//!   `recvfrom` system call on the TCP socket to the database's address),
+//!   the follow-ups, and its end with the total;
 //! - a [`LagMonitor`] measures scheduler lag (p50/p99/max) before, during
 //!   and after the stall. Whether it notices varies from run to run: often
 //!   the healthy worker carries the service and lag barely moves (which is
@@ -23,7 +28,7 @@
 //!
 //! It then prints what the reports told us (which task, where, how long,
 //! the fix) and runs the fixed version, where `nightly-report` hands the
-//! render to `colorseam::offload`: it counts the watchdog's reports (none
+//! database call to `colorseam::offload`: it counts the watchdog's reports (none
 //! expected) and prints the lag. Every figure is measured on the spot;
 //! nothing is hard-coded.
 //!
@@ -38,6 +43,8 @@
 use std::collections::HashSet;
 use std::error::Error;
 use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::Location;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,8 +66,8 @@ use tokio::time::MissedTickBehavior;
 const WORKERS: usize = 2;
 /// How long one poll may hold a worker before the watchdog speaks.
 const STALL_THRESHOLD: Duration = Duration::from_millis(100);
-/// What the synchronous PDF render blocks its thread for.
-const RENDER_TIME: Duration = Duration::from_millis(1500);
+/// How long the database stays silent after accepting a query.
+const DB_SILENCE: Duration = Duration::from_millis(1500);
 /// The lag monitor's tick: short, so a window of a few hundred ms gives
 /// hundreds of samples.
 const LAG_TICK: Duration = Duration::from_millis(1);
@@ -73,8 +80,7 @@ const DB_CALL: Duration = Duration::from_millis(2);
 /// The cache refresher's period and the upstream call it awaits.
 const CACHE_EVERY: Duration = Duration::from_millis(50);
 const UPSTREAM_CALL: Duration = Duration::from_millis(5);
-/// The report's async parts: fetching rows, uploading the PDF.
-const FETCH_ROWS: Duration = Duration::from_millis(20);
+/// The report's async part: uploading the PDF.
 const UPLOAD: Duration = Duration::from_millis(20);
 /// The watchdog reports a stall's end on its next tick after the poll
 /// returns; this bounds how long we wait for that report.
@@ -228,15 +234,46 @@ async fn cache_refresher(mut stop: watch::Receiver<bool>, served: Arc<Served>) {
     }
 }
 
-async fn fetch_rows() -> Vec<u64> {
-    tokio::time::sleep(FETCH_ROWS).await;
-    (1..=1000).collect()
+/// The "database": a local TCP server that accepts each connection, reads
+/// the query, and then goes silent for `DB_SILENCE` before it answers (a
+/// dropped route, a lock held upstream: the client cannot tell).
+fn start_database() -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("fake-database".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut query = String::new();
+                    let mut reader = BufReader::new(&conn);
+                    if reader.read_line(&mut query).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(DB_SILENCE);
+                    let rows: Vec<u8> = (1..=1000u64).flat_map(u64::to_le_bytes).collect();
+                    let _ = (&conn).write_all(&rows);
+                });
+            }
+        })?;
+    Ok(address)
 }
 
-/// Stands in for a synchronous PDF library (or a blocking driver): it
-/// holds its thread for `RENDER_TIME` whatever calls it.
+/// The synchronous database client a dependency hides inside async code:
+/// a plain `std::net::TcpStream`, blocking its thread until the answer.
+fn query_rows_blocking(db: SocketAddr) -> std::io::Result<Vec<u64>> {
+    let mut conn = TcpStream::connect(db)?;
+    conn.write_all(b"SELECT * FROM orders WHERE day = today\n")?;
+    let mut bytes = vec![0u8; 1000 * 8];
+    conn.read_exact(&mut bytes)?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("chunks of 8")))
+        .collect())
+}
+
 fn render_pdf(rows: &[u64]) -> Vec<u8> {
-    std::thread::sleep(RENDER_TIME);
     rows.iter().flat_map(|r| r.to_le_bytes()).collect()
 }
 
@@ -246,18 +283,18 @@ async fn upload(pdf: Vec<u8>) -> usize {
 }
 
 /// The bug: a blocking call inside async code. The worker polling this
-/// task can do nothing else until `render_pdf` returns.
-async fn nightly_report_blocking() -> usize {
-    let rows = fetch_rows().await;
+/// task can do nothing else until the database answers.
+async fn nightly_report_blocking(db: SocketAddr) -> std::io::Result<usize> {
+    let rows = query_rows_blocking(db)?;
     let pdf = render_pdf(&rows);
-    upload(pdf).await
+    Ok(upload(pdf).await)
 }
 
-/// The fix: the render runs on colorseam's bounded blocking pool and this
+/// The fix: the query runs on colorseam's bounded blocking pool and this
 /// task just awaits it, leaving the worker free.
-async fn nightly_report_offloaded() -> Result<usize, colorseam::Error> {
-    let rows = fetch_rows().await;
-    let pdf = colorseam::offload(move || render_pdf(&rows)).await?;
+async fn nightly_report_offloaded(db: SocketAddr) -> Result<usize, Box<dyn Error + Send + Sync>> {
+    let rows = colorseam::offload(move || query_rows_blocking(db)).await??;
+    let pdf = render_pdf(&rows);
     Ok(upload(pdf).await)
 }
 
@@ -330,11 +367,18 @@ fn describe(report: &StallReport, first: bool) -> String {
         _ => "an uninstrumented task".to_owned(),
     };
     let so_far = human(report.stalled_for);
+    // What the thread is blocked in, as the kernel says (Linux).
+    let wait = report
+        .wait
+        .as_ref()
+        .map_or_else(String::new, |wait| format!("; {wait}"));
     match report.state {
         StallState::Ongoing if first => {
-            format!("STALL      worker {worker:?} blocked for {so_far} so far, in {task}")
+            format!("STALL      worker {worker:?} blocked for {so_far} so far, in {task}{wait}")
         }
-        StallState::Ongoing => format!("STALL      still stalled, {so_far} so far ({worker:?})"),
+        StallState::Ongoing => {
+            format!("STALL      still stalled, {so_far} so far ({worker:?}){wait}")
+        }
         _ => format!("STALL END  worker {worker:?} is back after {so_far} in total"),
     }
 }
@@ -371,13 +415,18 @@ async fn measure_lag<T>(handle: &Handle, during: impl Future<Output = T>) -> (T,
 struct BuggyRun {
     reports: Vec<Seen>,
     report_stats: TaskStats,
+    db: SocketAddr,
     lag_before: Latency,
     lag_during: Latency,
     lag_after: Latency,
     slow_polls: u64,
 }
 
-async fn run_buggy(handle: &Handle, clock: Clock) -> Result<BuggyRun, Box<dyn Error>> {
+async fn run_buggy(
+    handle: &Handle,
+    clock: Clock,
+    db: SocketAddr,
+) -> Result<BuggyRun, Box<dyn Error>> {
     let slow_polls_at_start = SLOW_POLLS.load(Ordering::Relaxed);
     let (watchdog, mut rx) = install_watchdog(handle, clock)?;
     let service = Service::start(handle);
@@ -395,13 +444,14 @@ async fn run_buggy(handle: &Handle, clock: Clock) -> Result<BuggyRun, Box<dyn Er
     let started = Instant::now();
     let mut reports = Vec::new();
     let ((finished, ended), lag_during) = measure_lag(handle, async {
-        let job = spawn_instrumented(handle, "nightly-report", nightly_report_blocking());
+        let job = spawn_instrumented(handle, "nightly-report", nightly_report_blocking(db));
         let finished = job.await;
         let ended = collect_until_end(&mut rx, &mut reports).await;
         (finished, ended)
     })
     .await;
     let (bytes, report_stats) = finished?;
+    let bytes = bytes?;
     clock.say(format_args!("nightly-report done: uploaded {bytes} bytes"));
     if !ended {
         clock.say("(no stall end reported within the wait)");
@@ -432,6 +482,7 @@ async fn run_buggy(handle: &Handle, clock: Clock) -> Result<BuggyRun, Box<dyn Er
     Ok(BuggyRun {
         reports,
         report_stats,
+        db,
         lag_before,
         lag_during,
         lag_after,
@@ -448,15 +499,19 @@ struct FixedRun {
     report_wall: Duration,
 }
 
-async fn run_fixed(handle: &Handle, clock: Clock) -> Result<FixedRun, Box<dyn Error>> {
+async fn run_fixed(
+    handle: &Handle,
+    clock: Clock,
+    db: SocketAddr,
+) -> Result<FixedRun, Box<dyn Error>> {
     let slow_polls_at_start = SLOW_POLLS.load(Ordering::Relaxed);
     let (watchdog, _reports) = install_watchdog(handle, clock)?;
     let service = Service::start(handle);
-    clock.say("service up again, nightly-report now offloads its render");
+    clock.say("service up again, nightly-report now offloads its database call");
 
     let ((finished, report_wall), lag) = measure_lag(handle, async {
         let started = Instant::now();
-        let job = spawn_instrumented(handle, "nightly-report", nightly_report_offloaded());
+        let job = spawn_instrumented(handle, "nightly-report", nightly_report_offloaded(db));
         let finished = job.await;
         let report_wall = started.elapsed();
         // Give the watchdog a few of its ticks after the end, so a stall
@@ -466,7 +521,7 @@ async fn run_fixed(handle: &Handle, clock: Clock) -> Result<FixedRun, Box<dyn Er
     })
     .await;
     let (bytes, report_stats) = finished?;
-    let bytes = bytes?;
+    let bytes = bytes.map_err(|e| e.to_string())?;
     clock.say(format_args!("nightly-report done: uploaded {bytes} bytes"));
     clock.say(lag_line("during", &lag));
 
@@ -522,7 +577,27 @@ fn print_diagnosis(run: &BuggyRun) {
         stall.worker.as_deref().unwrap_or("<unnamed>"),
         human(stall.stalled_for)
     );
+    // What the live reports said the thread was blocked in, and whether
+    // that names the database.
+    match live.iter().rev().find_map(|s| s.report.wait.as_ref()) {
+        Some(wait) => {
+            let names_db = wait.to_string().contains(&format!("-> {}", run.db));
+            println!("  waiting:    {wait}");
+            println!(
+                "              (the database is at {}: {})",
+                run.db,
+                if names_db {
+                    "named while the stall was still going on"
+                } else {
+                    "not named"
+                }
+            );
+        }
+        None => println!("  blocked in: not known here (needs Linux with a readable /proc)"),
+    }
     if let Some(first) = live.first() {
+        // The report's own one-line form, as the default hook logs it.
+        println!("  as logged:  {}", first.report);
         println!(
             "  when:       first alert at {:.3}s, {} into the stall and {} before it ended; \
              {} live reports in all",
@@ -549,7 +624,7 @@ fn print_diagnosis(run: &BuggyRun) {
     println!("  lag:        {}", lag_verdict(run, stall.stalled_for));
     println!(
         "  the fix:    move the blocking part off the worker: \
-         `colorseam::offload(move || render_pdf(&rows)).await?`"
+         `colorseam::offload(move || query_rows_blocking(db)).await??`"
     );
     println!();
 }
@@ -611,12 +686,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     install_slow_poll_hook(clock)?;
     let runtime = build_runtime()?;
 
+    let db = start_database()?;
+
     println!("== 1. the service with the bug ==");
-    let buggy = runtime.block_on(run_buggy(runtime.handle(), clock))?;
+    let buggy = runtime.block_on(run_buggy(runtime.handle(), clock, db))?;
     print_diagnosis(&buggy);
 
-    println!("== 2. the same service, render offloaded ==");
-    let fixed = runtime.block_on(run_fixed(runtime.handle(), clock))?;
+    println!("== 2. the same service, database call offloaded ==");
+    let fixed = runtime.block_on(run_fixed(runtime.handle(), clock, db))?;
     print_fixed(&fixed);
     clock.say("done");
     Ok(())
