@@ -3,10 +3,30 @@
 //! Every figure is either a *gauge* (a value at the moment of the snapshot)
 //! or a *counter* (monotonic since the pool was built); each field says
 //! which. Snapshots are plain data: cheap to clone, print or export.
+//!
+//! # Publishing to a metrics backend
+//!
+//! With the `metrics` feature, [`publish()`](publish) sets every live pool's
+//! and adapter's figures in the [`metrics`](https://docs.rs/metrics) crate
+//! facade's recorder (the convention tokio-metrics follows): thread gauges
+//! (`colorseam_pool_threads{pool, state}`), the queue depth, stuck calls,
+//! calls ended by `outcome` and `phase` (`colorseam_pool_calls_total`), and
+//! queue-wait and run-time histograms as Prometheus `_bucket{le}` /
+//! `_count` / `_sum` series, all labelled with the pool's name. Nothing
+//! runs in the background: call it from the scrape handler or a task of
+//! yours. Its docs list every series. [`Latency`] carries the count, the
+//! sum and the power-of-two [`buckets`](Latency::buckets) those series
+//! come from, for building a histogram by other means.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+#[cfg(feature = "metrics")]
+mod publish;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use publish::publish;
 
 /// Snapshots of every live pool in the process, in creation order: the
 /// default pool, pools you built, and the pools behind
@@ -189,12 +209,16 @@ pub struct OutcomeCounters {
     pub detached_failures: u64,
 }
 
-/// Percentiles of a duration distribution, to about 12% precision.
+/// Percentiles of a duration distribution, to about 12% precision, with
+/// the count, sum and power-of-two buckets a Prometheus histogram is made
+/// of ([`buckets`](Self::buckets)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Latency {
     /// How many durations were recorded (counter).
     pub count: u64,
+    /// Every recorded duration, summed (counter).
+    pub sum: Duration,
     /// Median.
     pub p50: Duration,
     /// 90th percentile.
@@ -203,6 +227,79 @@ pub struct Latency {
     pub p99: Duration,
     /// Largest recorded.
     pub max: Duration,
+    /// How many durations fell in each of [`Latency::BUCKET_BOUNDS`]'s
+    /// buckets (not cumulative; see [`buckets`](Self::buckets)).
+    bucket_counts: [u64; LATENCY_BUCKETS],
+}
+
+/// How many buckets [`Latency::buckets`] has (`+Inf` aside).
+const LATENCY_BUCKETS: usize = 27;
+/// The first bucket's bound is `2^FIRST_BOUND_BITS` ns (1.024 µs).
+const FIRST_BOUND_BITS: u32 = 10;
+
+impl Latency {
+    /// The buckets' upper bounds, ascending: powers of two nanoseconds,
+    /// 2^10 ns (1.024 µs) to 2^36 ns (68.7 s), each twice the one before.
+    ///
+    /// They follow the recording histogram's octaves, so the counts are
+    /// exact, not interpolated. A bucket holds the durations below its
+    /// bound and at or above the previous one: a duration of exactly a
+    /// bound counts in the next bucket (1 ns of difference from
+    /// Prometheus' `le`, "at or below").
+    pub const BUCKET_BOUNDS: [Duration; LATENCY_BUCKETS] = {
+        let mut bounds = [Duration::ZERO; LATENCY_BUCKETS];
+        let mut i = 0;
+        while i < LATENCY_BUCKETS {
+            bounds[i] = Duration::from_nanos(1 << (FIRST_BOUND_BITS + i as u32));
+            i += 1;
+        }
+        bounds
+    };
+
+    /// Each bucket's upper bound and the number of durations below it
+    /// (cumulative, as Prometheus' `_bucket{le="..."}` series are), in
+    /// ascending order. Durations past the last bound are counted only in
+    /// [`count`](Self::count) (the `+Inf` bucket).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = colorseam::BlockingPool::builder().name("db").build().unwrap();
+    /// # pollster::block_on(async {
+    /// pool.offload(|| std::thread::sleep(std::time::Duration::from_millis(2)))
+    ///     .await
+    ///     .unwrap();
+    /// # });
+    /// let run = pool.metrics().run_time;
+    /// let (bound, below) = run.buckets().last().unwrap();
+    /// assert_eq!(bound, colorseam::metrics::Latency::BUCKET_BOUNDS[26]);
+    /// assert_eq!(below, run.count); // all of them are under 68.7 s
+    /// assert!(run.sum >= std::time::Duration::from_millis(2));
+    /// ```
+    pub fn buckets(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        let mut below = 0;
+        Self::BUCKET_BOUNDS
+            .iter()
+            .zip(self.bucket_counts)
+            .map(move |(bound, count)| {
+                below += count;
+                (*bound, below)
+            })
+    }
+}
+
+/// The [`Latency`] bucket a recording-histogram bucket falls in, if any
+/// (past the last bound: none).
+fn latency_bucket_of(index: usize) -> Option<usize> {
+    if index < SUB_BUCKETS {
+        return Some(0); // the values 0..8 ns, one per bucket
+    }
+    // Every value in the bucket lies in one octave, [2^octave, 2^(octave+1)),
+    // so all of them are below the bound 2^(octave+1). (The table's last
+    // indices are octaves no u64 reaches.)
+    let octave = (index / SUB_BUCKETS) as u32 + SUB_BUCKET_BITS - 1;
+    let bucket = (octave + 1).saturating_sub(FIRST_BOUND_BITS) as usize;
+    (octave < u64::BITS && bucket < LATENCY_BUCKETS).then_some(bucket)
 }
 
 const SUB_BUCKET_BITS: u32 = 3;
@@ -216,6 +313,7 @@ const BUCKETS: usize = 64 * SUB_BUCKETS;
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
     max_nanos: AtomicU64,
+    sum_nanos: AtomicU64,
 }
 
 impl Histogram {
@@ -223,6 +321,7 @@ impl Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             max_nanos: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 
@@ -230,6 +329,8 @@ impl Histogram {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
         self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        // Wraps after 584 years of summed time.
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Latency {
@@ -255,8 +356,16 @@ impl Histogram {
             }
             max
         };
+        let mut bucket_counts = [0; LATENCY_BUCKETS];
+        for (index, &c) in counts.iter().enumerate() {
+            if let Some(bucket) = latency_bucket_of(index) {
+                bucket_counts[bucket] += c;
+            }
+        }
         Latency {
             count,
+            sum: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)),
+            bucket_counts,
             p50: quantile(0.50),
             p90: quantile(0.90),
             p99: quantile(0.99),
@@ -299,6 +408,26 @@ mod tests {
                 assert!(upper_bound_of(b - 1) < nanos, "{nanos} -> bucket {b}");
             }
         }
+    }
+
+    #[test]
+    fn latency_buckets_count_exactly_the_durations_below_each_bound() {
+        let h = Histogram::new();
+        let nanos = [0, 1, 1023, 1024, 1025, 2047, 2048, 1_000_000, 1 << 36, 1 << 40];
+        for n in nanos {
+            h.record(Duration::from_nanos(n));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, nanos.len() as u64);
+        for (bound, below) in s.buckets() {
+            let truth = nanos
+                .iter()
+                .filter(|&&n| u128::from(n) < bound.as_nanos())
+                .count() as u64;
+            assert_eq!(below, truth, "below {bound:?}");
+        }
+        let sum: u64 = nanos.iter().sum();
+        assert_eq!(s.sum, Duration::from_nanos(sum));
     }
 
     #[test]
