@@ -413,7 +413,18 @@ mod tests {
     #[test]
     fn latency_buckets_count_exactly_the_durations_below_each_bound() {
         let h = Histogram::new();
-        let nanos = [0, 1, 1023, 1024, 1025, 2047, 2048, 1_000_000, 1 << 36, 1 << 40];
+        let nanos = [
+            0,
+            1,
+            1023,
+            1024,
+            1025,
+            2047,
+            2048,
+            1_000_000,
+            1 << 36,
+            1 << 40,
+        ];
         for n in nanos {
             h.record(Duration::from_nanos(n));
         }

@@ -86,7 +86,10 @@ impl Captured {
     fn counter(&self, series: &str) -> u64 {
         let all = self.series.lock().unwrap();
         let value = all.get(series).unwrap_or_else(|| {
-            panic!("no series {series}; have:\n{}", all.keys().cloned().collect::<Vec<_>>().join("\n"))
+            panic!(
+                "no series {series}; have:\n{}",
+                all.keys().cloned().collect::<Vec<_>>().join("\n")
+            )
         });
         value.0.load(Ordering::Relaxed)
     }
@@ -95,7 +98,10 @@ impl Captured {
     }
     fn names_starting(&self, prefix: &str) -> Vec<String> {
         let all = self.series.lock().unwrap();
-        all.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+        all.keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 
@@ -126,16 +132,26 @@ async fn publish_sets_a_pools_gauges_counters_and_histograms_under_its_name() {
     let recorder = TestRecorder(captured.clone());
     metrics::with_local_recorder(&recorder, colorseam::metrics::publish);
     let p = r#"pool="publish-test""#;
-    assert_eq!(captured.counter(&format!(r#"colorseam_pool_calls_total{{outcome="completed",{p}}}"#)), 2);
+    assert_eq!(
+        captured.counter(&format!(
+            r#"colorseam_pool_calls_total{{outcome="completed",{p}}}"#
+        )),
+        2
+    );
     assert_eq!(
         captured.counter(&format!(
             r#"colorseam_pool_calls_total{{outcome="timed_out",phase="running",{p}}}"#
         )),
         1
     );
-    assert_eq!(captured.gauge(&format!("colorseam_pool_stuck_calls{{{p}}}")), 1.0);
     assert_eq!(
-        captured.gauge(&format!(r#"colorseam_pool_threads{{{p},state="abandoned"}}"#)),
+        captured.gauge(&format!("colorseam_pool_stuck_calls{{{p}}}")),
+        1.0
+    );
+    assert_eq!(
+        captured.gauge(&format!(
+            r#"colorseam_pool_threads{{{p},state="abandoned"}}"#
+        )),
         1.0
     );
     assert!(captured.gauge(&format!(r#"colorseam_pool_threads{{{p},state="total"}}"#)) >= 1.0);
@@ -145,18 +161,29 @@ async fn publish_sets_a_pools_gauges_counters_and_histograms_under_its_name() {
     release.send(()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while pool.metrics().run_time.count < 3 {
-        assert!(std::time::Instant::now() < deadline, "the job did not return");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not return"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     metrics::with_local_recorder(&recorder, colorseam::metrics::publish);
     metrics::with_local_recorder(&recorder, colorseam::metrics::publish);
-    assert_eq!(captured.counter(&format!("colorseam_pool_run_seconds_count{{{p}}}")), 3);
     assert_eq!(
-        captured.counter(&format!(r#"colorseam_pool_run_seconds_bucket{{le="+Inf",{p}}}"#)),
+        captured.counter(&format!("colorseam_pool_run_seconds_count{{{p}}}")),
+        3
+    );
+    assert_eq!(
+        captured.counter(&format!(
+            r#"colorseam_pool_run_seconds_bucket{{le="+Inf",{p}}}"#
+        )),
         3
     );
     assert!(captured.gauge(&format!("colorseam_pool_run_seconds_sum{{{p}}}")) >= 0.003);
-    assert_eq!(captured.counter(&format!("colorseam_pool_queue_wait_seconds_count{{{p}}}")), 3);
+    assert_eq!(
+        captured.counter(&format!("colorseam_pool_queue_wait_seconds_count{{{p}}}")),
+        3
+    );
 
     // Cumulative buckets at the documented bounds, ascending, ending at
     // the count.
@@ -175,9 +202,14 @@ async fn publish_sets_a_pools_gauges_counters_and_histograms_under_its_name() {
         r#"colorseam_pool_run_seconds_bucket{{le="{}",{p}}}"#,
         Duration::from_nanos(1 << 20).as_secs_f64()
     ));
-    assert!(one_ms <= 2, "the 3 ms job and the abandoned one are not under 1.05 ms");
+    assert!(
+        one_ms <= 2,
+        "the 3 ms job and the abandoned one are not under 1.05 ms"
+    );
     assert_eq!(
-        captured.names_starting("colorseam_pool_run_seconds_bucket").len(),
+        captured
+            .names_starting("colorseam_pool_run_seconds_bucket")
+            .len(),
         bounds.len() + 1,
         "one series per bound plus +Inf"
     );
@@ -191,7 +223,8 @@ async fn adapters_are_published_under_their_own_names() {
     let recorder = TestRecorder(captured.clone());
     metrics::with_local_recorder(&recorder, colorseam::metrics::publish);
     assert_eq!(
-        captured.counter(r#"colorseam_pool_calls_total{outcome="completed",pool="publish-vendor"}"#),
+        captured
+            .counter(r#"colorseam_pool_calls_total{outcome="completed",pool="publish-vendor"}"#),
         1
     );
 }

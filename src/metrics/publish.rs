@@ -91,7 +91,11 @@ fn publish_pool(m: &PoolMetrics) {
             .absolute(n);
     }
     for (outcome, phase, n) in [
-        ("timed_out", "waiting_for_room", o.timed_out_waiting_for_room),
+        (
+            "timed_out",
+            "waiting_for_room",
+            o.timed_out_waiting_for_room,
+        ),
         ("timed_out", "queued", o.timed_out_queued),
         ("timed_out", "running", o.timed_out_running),
         ("cancelled", "queued", o.cancelled_queued),
