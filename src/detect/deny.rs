@@ -78,12 +78,16 @@ impl std::error::Error for HiddenBlocking {}
 ///
 /// # Caveats
 ///
-/// A block is caught if it lasts at least the threshold plus one
-/// watchdog tick (a quarter of the threshold) and the watchdog's thread
-/// gets a CPU meanwhile: one a little over the threshold may slip
-/// through, and on a machine loaded enough to hold a runnable thread off
-/// its CPU for the threshold, a worker merely waiting for a CPU reads as
-/// stalled (reported as running). On a multi-thread runtime, a worker
+/// The watchdog looks when a poll it saw running, or its unanswered
+/// heartbeat, crosses the threshold, and otherwise once per threshold; so
+/// a block is caught if it lasts past the threshold and is still going on
+/// when the watchdog's thread gets a CPU. A block in a task nobody
+/// instrumented, on a multi-thread runtime whose other workers are free,
+/// is seen through tokio's per-worker counts, which the watchdog reads
+/// once per threshold: there a block must last up to twice the threshold
+/// to be caught for sure. On a machine loaded enough to hold a runnable
+/// thread off its CPU for the threshold, a worker merely waiting for a CPU
+/// reads as stalled (reported as running). On a multi-thread runtime, a worker
 /// that runs polls averaging over 1/61 of the threshold without parking is
 /// reported too (see the [module docs](super#caveats)). Drop the guard
 /// before the test's body returns (as a local of an `async fn` test is):
