@@ -596,7 +596,9 @@ async fn interrupters_of_nested_offloads_belong_to_their_own_job() {
         if inner_times_out {
             let inner = result.unwrap().unwrap();
             assert_eq!(inner, Err(true), "the inner call's error says so");
-            assert_eq!(inner_seen.runs(), 1);
+            // Sent when the inner caller was released; runs a moment later.
+            assert!(eventually_async(LONG, || inner_seen.runs() == 1).await);
+            assert!(eventually_async(LONG, || inner_pool.metrics().interrupts.recovered == 1).await);
             assert_eq!(outer_seen.runs(), 0);
         } else {
             let err = result.unwrap_err();
@@ -608,9 +610,50 @@ async fn interrupters_of_nested_offloads_belong_to_their_own_job() {
     }
 }
 
+/// One round of the race: what the job and its caller share.
+#[derive(Default)]
+struct Round {
+    started: AtomicBool,
+    /// The caller is about to drop the call: the job lines its end up.
+    dropping: AtomicBool,
+    returned: AtomicBool,
+    ran: AtomicBool,
+    blocked_when_abandoned: AtomicBool,
+}
+
+/// Waits for `flag`: spins a little (both sides on a core: a handoff in
+/// microseconds), then yields (a loaded machine: the other side needs the
+/// core).
+fn wait_for(flag: &AtomicBool) {
+    let mut spins = 0u32;
+    while !flag.load(Ordering::SeqCst) {
+        if spins < 4096 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn spin(n: u64) {
+    for _ in 0..n {
+        std::hint::spin_loop();
+    }
+}
+
 /// 100,000 interrupters racing their call's normal end (its caller drops
-/// the future at a random moment while the job runs): no interrupter ever
-/// runs after its call's guard was dropped, and every one sent ran.
+/// the future at a random moment around the job's end): no interrupter ever
+/// runs after its call's guard was dropped, and every abandoned job that
+/// stays blocked is reached.
+///
+/// The next round is queued before this one is dropped, so the pool's one
+/// thread takes it without parking, and both sides wait by spinning briefly,
+/// then yielding: on a loaded machine a spinning waiter would take the core
+/// the other needs.
+/// The job lines its end up with the caller's drop (it waits, briefly, for
+/// the caller to say it is about to drop), so the two random delays that
+/// follow straddle each other whatever the scheduler does.
 #[test]
 fn interrupters_racing_normal_completion_never_reach_a_returned_call_and_none_is_lost() {
     const ROUNDS: usize = 100_000;
@@ -622,8 +665,6 @@ fn interrupters_racing_normal_completion_never_reach_a_returned_call_and_none_is
         .unwrap();
     let late = Arc::new(AtomicUsize::new(0));
     let runs = Arc::new(AtomicUsize::new(0));
-    let mut ran_before_return = 0usize;
-    let (mut blocked, mut lost) = (0usize, 0usize);
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -631,101 +672,275 @@ fn interrupters_racing_normal_completion_never_reach_a_returned_call_and_none_is
         seed ^= seed << 17;
         seed
     };
-    for _ in 0..ROUNDS {
-        let started = Arc::new(AtomicBool::new(false));
-        let returned = Arc::new(AtomicBool::new(false));
-        let ran = Arc::new(AtomicBool::new(false));
-        let blocked_when_abandoned = Arc::new(AtomicBool::new(false));
-        let spin_job = next() % 64;
-        let spin_caller = next() % 64;
-        let spin_return = next() % 4096;
-        let call = {
-            let blocked_when_abandoned = blocked_when_abandoned.clone();
-            let (started, returned, ran, late, runs) = (
-                started.clone(),
-                returned.clone(),
-                ran.clone(),
-                late.clone(),
-                runs.clone(),
-            );
-            pool.offload(move || {
-                started.store(true, Ordering::SeqCst);
-                let job = job::current().expect("a pool thread");
-                let (ret, r) = (returned.clone(), ran.clone());
-                let guard = job.on_cancel(move || {
-                    if ret.load(Ordering::SeqCst) {
-                        late.fetch_add(1, Ordering::SeqCst);
-                    }
-                    r.store(true, Ordering::SeqCst);
-                    runs.fetch_add(1, Ordering::SeqCst);
-                });
-                for _ in 0..spin_job {
-                    std::hint::spin_loop();
+    let submit = |round: &Arc<Round>, spin_job: u64, spin_return: u64, stays_blocked: bool| {
+        let (round, late, runs) = (round.clone(), late.clone(), runs.clone());
+        pool.offload(move || {
+            let job = job::current().expect("a pool thread");
+            let (r, late, runs) = (round.clone(), late.clone(), runs.clone());
+            let guard = job.on_cancel(move || {
+                if r.returned.load(Ordering::SeqCst) {
+                    late.fetch_add(1, Ordering::SeqCst);
                 }
-                // A job that stays blocked once abandoned (as a socket read
-                // would) must be reached: none lost.
-                if job.is_cancelled() {
-                    let since = Instant::now();
-                    while !guard.fired() && since.elapsed() < LONG {
-                        std::thread::yield_now();
-                    }
-                    blocked_when_abandoned.store(true, Ordering::SeqCst);
-                } else {
-                    // Returns by itself, a moment later: an abandonment in
-                    // this moment races the drop, its interrupter sent to
-                    // an interrupt thread that has not started it yet.
-                    for _ in 0..spin_return {
-                        std::hint::spin_loop();
-                    }
+                r.ran.store(true, Ordering::SeqCst);
+                runs.fetch_add(1, Ordering::SeqCst);
+            });
+            round.started.store(true, Ordering::SeqCst);
+            let mut patience = 100_000;
+            while !round.dropping.load(Ordering::SeqCst) && patience > 0 {
+                std::hint::spin_loop();
+                patience -= 1;
+            }
+            spin(spin_job);
+            if stays_blocked && job.is_cancelled() {
+                // Stays blocked once abandoned, as a socket read would: it
+                // must be reached (none lost).
+                let since = Instant::now();
+                while !guard.fired() && since.elapsed() < LONG {
+                    std::thread::yield_now();
                 }
-                drop(guard);
-                returned.store(true, Ordering::SeqCst);
-            })
-        };
-        while !started.load(Ordering::SeqCst) {
-            std::hint::spin_loop();
-        }
-        for _ in 0..spin_caller {
-            std::hint::spin_loop();
-        }
+                round.blocked_when_abandoned.store(true, Ordering::SeqCst);
+            } else {
+                // Returns by itself a moment later (abandoned or not): an
+                // abandonment now
+                // races the drop, its interrupter sent to an interrupt
+                // thread that has not started it yet.
+                spin(spin_return);
+            }
+            drop(guard);
+            round.returned.store(true, Ordering::SeqCst);
+        })
+    };
+    let (mut ran_before_return, mut blocked, mut lost) = (0usize, 0usize, 0usize);
+    let mut current = Arc::new(Round::default());
+    // One round in 32 stays blocked once abandoned (each needs an interrupt
+    // thread to wake up and run: the slow part on a loaded machine).
+    let mut call = submit(&current, next() % 1024, next() % 1024, next() % 32 == 0);
+    for r in 0..ROUNDS {
+        let following = Arc::new(Round::default());
+        let (spin_job, spin_return, stays) = (next() % 1024, next() % 1024, next() % 32 == 0);
+        let following_call =
+            (r + 1 < ROUNDS).then(|| submit(&following, spin_job, spin_return, stays));
+        wait_for(&current.started);
+        current.dropping.store(true, Ordering::SeqCst);
+        spin(next() % 1024);
         drop(call);
-        while !returned.load(Ordering::SeqCst) {
-            std::hint::spin_loop();
-        }
-        ran_before_return += usize::from(ran.load(Ordering::SeqCst));
-        if blocked_when_abandoned.load(Ordering::SeqCst) {
+        wait_for(&current.returned);
+        ran_before_return += usize::from(current.ran.load(Ordering::SeqCst));
+        if current.blocked_when_abandoned.load(Ordering::SeqCst) {
             blocked += 1;
-            lost += usize::from(!ran.load(Ordering::SeqCst));
+            lost += usize::from(!current.ran.load(Ordering::SeqCst));
+        }
+        match following_call {
+            Some(following_call) => {
+                call = following_call;
+                current = following;
+            }
+            None => break,
         }
     }
     assert!(eventually(LONG, || pool.metrics().queue_depth == 0
         && pool.metrics().threads.abandoned == 0));
     let m = pool.metrics();
+    let runs = runs.load(Ordering::SeqCst);
     println!(
-        "{ROUNDS} races: {} interrupters ran (metrics), {} ran (counted), {ran_before_return} before their call returned, {} late; {blocked} jobs still blocked when abandoned, {lost} of them not reached",
+        "{ROUNDS} races: {runs} interrupters ran ({} in metrics), {ran_before_return} before their call returned, {} late; {blocked} jobs still blocked when abandoned, {lost} of them not reached",
         m.interrupts.sent,
-        runs.load(Ordering::SeqCst),
         late.load(Ordering::SeqCst)
     );
-    assert_eq!(
-        late.load(Ordering::SeqCst),
-        0,
-        "an interrupt reached a call that had returned"
-    );
-    assert_eq!(
-        lost, 0,
-        "an abandoned job that stayed blocked was never interrupted"
-    );
-    assert!(blocked > 0, "some jobs were abandoned while blocked");
-    assert_eq!(m.interrupts.sent as usize, runs.load(Ordering::SeqCst));
-    assert_eq!(
-        runs.load(Ordering::SeqCst),
-        ran_before_return,
-        "each ran before its call returned"
-    );
-    let runs = runs.load(Ordering::SeqCst);
+    assert_eq!(late.load(Ordering::SeqCst), 0, "an interrupt reached a call that had returned");
+    assert_eq!(lost, 0, "an abandoned job that stayed blocked was never interrupted");
+    assert_eq!(m.interrupts.sent as usize, runs);
+    assert_eq!(runs, ran_before_return, "each ran before its call returned");
+    assert!(runs > 0 && runs < ROUNDS, "both sides won some races: {runs} of {ROUNDS}");
+}
+
+/// A paused test clock neither stops the deadline nor its interrupt: the
+/// deadline is real time.
+#[tokio::test(start_paused = true)]
+async fn under_a_paused_clock_the_deadline_still_interrupts() {
+    let pool = pool("int-paused");
+    let (seen, gate) = (Arc::new(Seen::default()), Gate::new());
+    let err = pool
+        .offload_timeout(blocked_job(&seen, &gate), Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
+    assert!(eventually(LONG, || seen.runs() == 1));
+    assert!(eventually(LONG, || pool.metrics().interrupts.recovered == 1));
+}
+
+/// No tokio at all on the caller's side: `futures::executor` polls the
+/// offload, the bridge times its deadline, and the interrupt is sent.
+#[test]
+fn a_caller_on_futures_executor_interrupts_at_its_deadline() {
+    let pool = pool("int-futures");
+    let (seen, gate) = (Arc::new(Seen::default()), Gate::new());
+    let err = futures::executor::block_on(
+        pool.offload_timeout(blocked_job(&seen, &gate), Duration::from_millis(50)),
+    )
+    .unwrap_err();
+    assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
+    assert!(eventually(LONG, || seen.runs() == 1));
+}
+
+/// A caller on a current-thread runtime inside a `LocalSet`: released and
+/// interrupted the same way.
+#[test]
+fn a_caller_in_a_local_set_on_a_current_thread_runtime_interrupts_at_its_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let pool = pool("int-local");
+    let (seen, gate) = (Arc::new(Seen::default()), Gate::new());
+    let job = blocked_job(&seen, &gate);
+    let err = local
+        .block_on(&rt, async {
+            tokio::task::spawn_local(pool.offload_timeout(job, Duration::from_millis(50)))
+                .await
+                .unwrap()
+        })
+        .unwrap_err();
+    assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
+    assert!(eventually(LONG, || seen.runs() == 1));
+}
+
+/// A detached job has no deadline, but a shutdown past its deadline
+/// abandons it: its interrupter runs, and the failure is reported.
+#[tokio::test]
+async fn a_detached_job_is_interrupted_at_the_shutdown_deadline() {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let f = failures.clone();
+    let pool = BlockingPool::builder()
+        .name("int-detached")
+        .error_sink(move |_| {
+            f.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let (seen, gate) = (Arc::new(Seen::default()), Gate::new());
+    let entered = Arc::new(AtomicBool::new(false));
+    let (e, job) = (entered.clone(), blocked_job(&seen, &gate));
+    pool.detach(move || {
+        e.store(true, Ordering::SeqCst);
+        let _fired = job();
+    })
+    .unwrap();
+    assert!(eventually_async(LONG, || entered.load(Ordering::SeqCst)).await);
+    let report = pool
+        .shutdown(ShutdownOptions::run_queued(Duration::from_millis(50)))
+        .await;
+    assert_eq!(report.abandoned, 1, "{report:?}");
+    assert!(eventually_async(LONG, || seen.runs() == 1).await);
+    assert!(eventually_async(LONG, || pool.metrics().interrupts.recovered == 1).await);
+}
+
+/// An interrupter is user code run with no crate lock held: it may read the
+/// pool's metrics, offload to it and wait, and shut another pool down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupter_may_reenter_the_pool_it_interrupts() {
+    let pool = pool("int-reenter");
+    let gate = Gate::new();
+    let answer = Arc::new(Mutex::new(None));
+    let (g, p, a) = (gate.clone(), pool.clone(), answer.clone());
+    let err = pool
+        .offload_timeout(
+            move || {
+                let g2 = g.clone();
+                let _guard = job::current().expect("a pool thread").on_cancel(move || {
+                    let busy = p.metrics().threads.busy;
+                    let n = colorseam::block_on(p.offload(|| 6 * 7)).unwrap().unwrap();
+                    *a.lock().unwrap() = Some((busy, n));
+                    g2.open();
+                });
+                g.wait(LONG);
+            },
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.interrupt_sent());
+    assert!(eventually_async(LONG, || answer.lock().unwrap().is_some()).await);
+    assert_eq!(answer.lock().unwrap().unwrap().1, 42);
+    assert!(eventually_async(LONG, || pool.metrics().interrupts.recovered == 1).await);
+}
+
+/// An interrupter that owns its own guard and drops it while it runs: the
+/// drop does not wait for itself.
+#[tokio::test]
+async fn an_interrupter_that_drops_its_own_guard_does_not_wait_for_itself() {
+    let pool = pool("int-self-drop");
+    let gate = Gate::new();
+    let g = gate.clone();
+    let slot: Arc<Mutex<Option<job::OnCancel>>> = Arc::default();
+    let s = slot.clone();
+    let err = pool
+        .offload_timeout(
+            move || {
+                let inner = s.clone();
+                let g2 = g.clone();
+                let guard = job::current().expect("a pool thread").on_cancel(move || {
+                    drop(inner.lock().unwrap().take());
+                    g2.open();
+                });
+                *s.lock().unwrap() = Some(guard);
+                g.wait(LONG);
+            },
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.interrupt_sent());
     assert!(
-        runs > 0 && runs < ROUNDS,
-        "both sides won some races: {runs} of {ROUNDS}"
+        eventually_async(Duration::from_secs(5), || pool
+            .metrics()
+            .interrupts
+            .recovered
+            == 1)
+        .await,
+        "the interrupter deadlocked on its own guard"
     );
+}
+
+/// A one-thread pool whose only thread waits in `block_on` for a nested
+/// job and runs it itself (helps): the outer call's abandonment runs the
+/// outer job's interrupter while the thread is inside the inner job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interrupter_of_a_job_whose_thread_helps_with_a_nested_job_runs() {
+    let pool = BlockingPool::builder()
+        .name("int-helping")
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let inner_ran_here = Arc::new(AtomicBool::new(false));
+    let (p, g, r) = (pool.clone(), gate.clone(), inner_ran_here.clone());
+    let outer_seen = Arc::new(Seen::default());
+    let os = outer_seen.clone();
+    let err = pool
+        .offload_timeout(
+            move || {
+                let here = std::thread::current().id();
+                let g2 = g.clone();
+                let _outer = job::current().expect("a pool thread").on_cancel(move || {
+                    os.record();
+                    g2.open();
+                });
+                // No deadline: the only thread runs it itself.
+                colorseam::block_on(p.offload(move || {
+                    r.store(std::thread::current().id() == here, Ordering::SeqCst);
+                    g.wait(LONG);
+                }))
+                .unwrap()
+                .unwrap();
+            },
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
+    assert!(eventually_async(LONG, || outer_seen.runs() == 1).await);
+    assert!(eventually_async(LONG, || pool.metrics().interrupts.recovered == 1).await);
+    assert!(inner_ran_here.load(Ordering::SeqCst), "the waiting thread helped");
 }

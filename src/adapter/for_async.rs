@@ -1074,12 +1074,26 @@ impl<T: 'static> ThreadBound<T> {
                         value
                     })
                 }));
-                let stuck = {
-                    let stuck = lock_std(&life.stuck);
+                let (stuck, retire_here) = {
+                    let mut stuck = lock_std(&life.stuck);
                     progress.store(CALL_FINISHED, Ordering::Release);
-                    *stuck
+                    // Abandoned while it ran and back already (an
+                    // interrupter stopped it) before its caller looked: the
+                    // caller would now find it finished and keep the
+                    // resource, which the interrupted call may have left in
+                    // any state. Retired here instead; under the same lock
+                    // as the caller's check, so exactly one side retires.
+                    let retire_here =
+                        !*stuck && crate::job::current().is_some_and(|job| job.is_cancelled());
+                    if retire_here {
+                        *stuck = true;
+                    }
+                    (*stuck, retire_here)
                 };
                 drop(in_call);
+                if retire_here {
+                    core.retire_stuck(&life);
+                }
                 if stuck {
                     // Abandoned while it ran: the resource is retired with
                     // its thread, and dropped here while the thread is whole.
