@@ -66,7 +66,12 @@ enum Stop {
 }
 
 /// One call: returns how long after its deadline the job returned.
-fn one_call(rt: &tokio::runtime::Runtime, pool: &BlockingPool, addr: SocketAddr, stop: Stop) -> Duration {
+fn one_call(
+    rt: &tokio::runtime::Runtime,
+    pool: &BlockingPool,
+    addr: SocketAddr,
+    stop: Stop,
+) -> Duration {
     let (tx, rx) = std::sync::mpsc::channel();
     let called = Instant::now();
     let call = pool.offload_timeout(
@@ -160,11 +165,18 @@ fn socket_release(c: &mut Criterion) {
         });
         let mut lags = lags.lock().expect("not poisoned").clone();
         lags.sort();
-        summary.push((name, lags.len(), percentile(&lags, 0.5), percentile(&lags, 0.99)));
+        summary.push((
+            name,
+            lags.len(),
+            percentile(&lags, 0.5),
+            percentile(&lags, 0.99),
+        ));
     }
     group.finish();
     for (name, n, p50, p99) in summary {
-        println!("socket_release/{name}: {n} calls, job returned p50 {p50:.2?} / p99 {p99:.2?} over the deadline");
+        println!(
+            "socket_release/{name}: {n} calls, job returned p50 {p50:.2?} / p99 {p99:.2?} over the deadline"
+        );
     }
 }
 
@@ -201,11 +213,9 @@ fn register(c: &mut Criterion) {
                 for _ in 0..iters {
                     // What an interrupter captures: a handle to its resource.
                     let handle = resource.clone();
-                    let guard = job::current()
-                        .expect("a pool thread")
-                        .on_cancel(move || {
-                            black_box(&handle);
-                        });
+                    let guard = job::current().expect("a pool thread").on_cancel(move || {
+                        black_box(&handle);
+                    });
                     drop(black_box(guard));
                 }
                 start.elapsed()

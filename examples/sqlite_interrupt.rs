@@ -107,7 +107,8 @@ async fn main() {
     println!(
         "  500 ms later the query still runs; the next call {}",
         match refused {
-            Ok(_) => "was served by a fresh thread (one thread stays stuck in the query)".to_owned(),
+            Ok(_) =>
+                "was served by a fresh thread (one thread stays stuck in the query)".to_owned(),
             Err(e) => format!("failed: {e}"),
         }
     );

@@ -598,7 +598,9 @@ async fn interrupters_of_nested_offloads_belong_to_their_own_job() {
             assert_eq!(inner, Err(true), "the inner call's error says so");
             // Sent when the inner caller was released; runs a moment later.
             assert!(eventually_async(LONG, || inner_seen.runs() == 1).await);
-            assert!(eventually_async(LONG, || inner_pool.metrics().interrupts.recovered == 1).await);
+            assert!(
+                eventually_async(LONG, || inner_pool.metrics().interrupts.recovered == 1).await
+            );
             assert_eq!(outer_seen.runs(), 0);
         } else {
             let err = result.unwrap_err();
@@ -747,11 +749,21 @@ fn interrupters_racing_normal_completion_never_reach_a_returned_call_and_none_is
         m.interrupts.sent,
         late.load(Ordering::SeqCst)
     );
-    assert_eq!(late.load(Ordering::SeqCst), 0, "an interrupt reached a call that had returned");
-    assert_eq!(lost, 0, "an abandoned job that stayed blocked was never interrupted");
+    assert_eq!(
+        late.load(Ordering::SeqCst),
+        0,
+        "an interrupt reached a call that had returned"
+    );
+    assert_eq!(
+        lost, 0,
+        "an abandoned job that stayed blocked was never interrupted"
+    );
     assert_eq!(m.interrupts.sent as usize, runs);
     assert_eq!(runs, ran_before_return, "each ran before its call returned");
-    assert!(runs > 0 && runs < ROUNDS, "both sides won some races: {runs} of {ROUNDS}");
+    assert!(
+        runs > 0 && runs < ROUNDS,
+        "both sides won some races: {runs} of {ROUNDS}"
+    );
 }
 
 /// A paused test clock neither stops the deadline nor its interrupt: the
@@ -942,5 +954,8 @@ async fn the_interrupter_of_a_job_whose_thread_helps_with_a_nested_job_runs() {
     assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
     assert!(eventually_async(LONG, || outer_seen.runs() == 1).await);
     assert!(eventually_async(LONG, || pool.metrics().interrupts.recovered == 1).await);
-    assert!(inner_ran_here.load(Ordering::SeqCst), "the waiting thread helped");
+    assert!(
+        inner_ran_here.load(Ordering::SeqCst),
+        "the waiting thread helped"
+    );
 }

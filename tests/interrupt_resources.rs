@@ -53,16 +53,17 @@ async fn a_tcp_read_from_a_server_that_never_answers_returns_at_the_deadline() {
     let pool = pool("res-tcp");
     let mut lags = Vec::new();
     for _ in 0..5 {
-        let (err, after_deadline) = time_to_return(&pool, Duration::from_millis(100), move |done| {
-            let mut stream = TcpStream::connect(addr).unwrap();
-            let _guard = job::current()
-                .expect("a pool thread")
-                .on_cancel(interrupt::shutdown_tcp(&stream).unwrap());
-            let read = stream.read(&mut [0; 64]);
-            assert_eq!(read.unwrap(), 0, "a shut-down stream reads its end");
-            done.send(Instant::now()).unwrap();
-        })
-        .await;
+        let (err, after_deadline) =
+            time_to_return(&pool, Duration::from_millis(100), move |done| {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                let _guard = job::current()
+                    .expect("a pool thread")
+                    .on_cancel(interrupt::shutdown_tcp(&stream).unwrap());
+                let read = stream.read(&mut [0; 64]);
+                assert_eq!(read.unwrap(), 0, "a shut-down stream reads its end");
+                done.send(Instant::now()).unwrap();
+            })
+            .await;
         assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
         lags.push(after_deadline);
         assert!(
@@ -92,7 +93,10 @@ async fn a_udp_recv_is_woken() {
     })
     .await;
     assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
-    assert!(after_deadline < Duration::from_secs(1), "{after_deadline:?}");
+    assert!(
+        after_deadline < Duration::from_secs(1),
+        "{after_deadline:?}"
+    );
 }
 
 #[cfg(unix)]
@@ -109,7 +113,10 @@ async fn a_unix_stream_read_is_woken() {
     })
     .await;
     assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
-    assert!(after_deadline < Duration::from_secs(1), "{after_deadline:?}");
+    assert!(
+        after_deadline < Duration::from_secs(1),
+        "{after_deadline:?}"
+    );
 }
 
 #[tokio::test]
@@ -126,7 +133,10 @@ async fn a_tcp_accept_is_woken() {
     })
     .await;
     assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
-    assert!(after_deadline < Duration::from_secs(1), "{after_deadline:?}");
+    assert!(
+        after_deadline < Duration::from_secs(1),
+        "{after_deadline:?}"
+    );
 }
 
 /// The state letter of a process in `/proc/<pid>/stat`, or `None` once it
@@ -155,7 +165,10 @@ async fn a_child_running_sleep_30_is_killed_at_the_deadline_and_reaped() {
     .await;
     assert!(err.is_timeout() && err.interrupt_sent(), "{err}");
     println!("child: job returned {after_deadline:?} after its deadline");
-    assert!(after_deadline < Duration::from_secs(1), "{after_deadline:?}");
+    assert!(
+        after_deadline < Duration::from_secs(1),
+        "{after_deadline:?}"
+    );
     let pid = pid_rx.recv().unwrap();
     #[cfg(target_os = "linux")]
     {
@@ -177,7 +190,10 @@ fn a_shared_child_that_exits_by_itself_is_reaped_by_wait() {
     let started = Instant::now();
     assert!(child.wait().unwrap().success());
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(child.try_wait().unwrap().is_some(), "the status stays known");
+    assert!(
+        child.try_wait().unwrap().is_some(),
+        "the status stays known"
+    );
     #[cfg(target_os = "linux")]
     assert_eq!(process_state(child.id()), None, "reaped");
 }
@@ -192,10 +208,12 @@ fn sqlite_interrupter(conn: &rusqlite::Connection) -> impl FnOnce() + Send + 'st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_query_behind_thread_bound_stops_at_its_deadline_and_the_next_call_is_served() {
-    let db = ThreadBound::new("res-sqlite", || rusqlite::Connection::open_in_memory().unwrap())
-        .unwrap()
-        .with_timeout(Duration::from_millis(200))
-        .interrupt_with(sqlite_interrupter);
+    let db = ThreadBound::new("res-sqlite", || {
+        rusqlite::Connection::open_in_memory().unwrap()
+    })
+    .unwrap()
+    .with_timeout(Duration::from_millis(200))
+    .interrupt_with(sqlite_interrupter);
     // The first call makes the connection.
     assert_eq!(
         db.call(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
@@ -272,7 +290,11 @@ async fn a_sqlite_connection_behind_for_async_is_interrupted_and_serves_again() 
     // the call that was abandoned only.
     for _ in 0..20 {
         let one = db
-            .call(|conn| conn.lock().unwrap().query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .call(|conn| {
+                conn.lock()
+                    .unwrap()
+                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            })
             .await
             .unwrap()
             .unwrap();
@@ -319,6 +341,10 @@ async fn a_thread_bound_call_that_reenters_its_adapter_is_still_interrupted() {
         })
         .await
         .unwrap();
-    assert_eq!(fresh, Err(std::io::ErrorKind::WouldBlock), "a live stream, not a shut-down one");
+    assert_eq!(
+        fresh,
+        Err(std::io::ErrorKind::WouldBlock),
+        "a live stream, not a shut-down one"
+    );
     drop(server);
 }
