@@ -21,9 +21,14 @@
 //!   site, whatever the sync code is doing.
 //! - **Cancellation that means something.** Queued work that times out or
 //!   whose future is dropped never runs. Running work cannot be killed, so it
-//!   is *abandoned*: [`job::current()`] tells it so, and its thread is
-//!   replaced, up to `max_abandoned`, so capacity survives a hung dependency
-//!   while the thread count stays bounded.
+//!   is *abandoned*: [`job::current()`] tells it so, the interrupter it
+//!   registered ([`JobContext::on_cancel`](job::JobContext::on_cancel):
+//!   shut the socket down, kill the child, interrupt the query) is run so
+//!   that blocked code returns, and its thread is replaced, up to
+//!   `max_abandoned`, so capacity survives a hung dependency while the
+//!   thread count stays bounded. The [Cancellation guide](cancellation)
+//!   says what is released, what is stopped and what can only be
+//!   abandoned.
 //! - **Threads that help.** Threads start on demand up to the core count;
 //!   past it, only while queued work waits behind workers blocked in the OS
 //!   (a process-wide monitor thread looks), so a burst of small jobs runs on
@@ -93,8 +98,8 @@
 //!
 //! - Rust cannot stop a running thread. An abandoned job keeps its OS thread
 //!   until it returns; colorseam bounds how many such threads exist and makes
-//!   them visible, but only the job itself (checking [`job::current()`]) can
-//!   end early.
+//!   them visible, but only the job itself (checking [`job::current()`]) or
+//!   what its interrupter reaches (see [`cancellation`]) can end it early.
 //! - An offload's deadline is real time and works under any executor; first
 //!   polled inside a tokio runtime built without timers, tokio's timer
 //!   panics. `tokio::time::timeout` around an offload does not hold under a
