@@ -14,7 +14,7 @@
 //! would notice a stalled runtime:
 //!
 //! 1. **`ThreadBound<VendorClient>`**: one client on one dedicated thread,
-//!    calls in submission order, with no spare thread (`with_max_abandoned(0)`).
+//!    calls in submission order, with no spare thread (`max_abandoned(0)`).
 //!    Once a call hangs and its caller gives up, the thread is stuck: the
 //!    calls queued behind it and later calls fail at once with a saturation
 //!    error that says so, instead of waiting out their deadlines.
@@ -256,18 +256,19 @@ impl Vendor {
     fn thread_bound() -> Result<Self, colorseam::ConfigError> {
         // The factory runs on the adapter's thread, so the client is made
         // where it will live and never crosses threads.
-        let bound = ThreadBound::new("vendor-bound", VendorClient::connect)?;
-        Ok(Vendor::Bound(
-            bound.with_timeout(CALL_TIMEOUT).with_max_abandoned(0),
-        ))
+        let bound = ThreadBound::builder("vendor-bound", VendorClient::connect)
+            .default_timeout(CALL_TIMEOUT)
+            .max_abandoned(0)
+            .build()?;
+        Ok(Vendor::Bound(bound))
     }
 
     fn bulkhead() -> Result<Self, colorseam::ConfigError> {
         let slots = ClientSlots::new(BULKHEAD_LIMIT + BULKHEAD_MAX_ABANDONED);
         let adapter = ForAsync::builder("vendor-bulkhead")
-            .limit(BULKHEAD_LIMIT)
+            .max_threads(BULKHEAD_LIMIT)
             .max_abandoned(BULKHEAD_MAX_ABANDONED)
-            .timeout(CALL_TIMEOUT)
+            .default_timeout(CALL_TIMEOUT)
             .build(slots)?;
         Ok(Vendor::Bulkhead(adapter))
     }

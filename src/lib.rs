@@ -133,6 +133,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 
 pub mod adapter;
 mod block_on;
@@ -162,7 +163,9 @@ pub use block_on::{
     context,
 };
 pub use error::{ConfigError, Error, ErrorKind, Phase};
-pub use offload::{Batch, Offload, TryBatch, offload, offload_timeout};
+pub use offload::{
+    Batch, FailFastBatch, Offload, offload, offload_deadline, offload_timeout, try_offload,
+};
 pub use pool::BlockingPool;
 pub use pool::default::default_pool;
 

@@ -456,7 +456,7 @@ impl BlockingPool {
     /// Runs many closures with bounded parallelism and collects one
     /// `Result` per closure, in input order; no error is lost.
     ///
-    /// At most `max_threads` run at once unless [`Batch::limit`] says
+    /// At most `max_threads` run at once unless [`Batch::max_in_flight`] says
     /// fewer. Each closure gets the pool's default timeout.
     ///
     /// # Examples
@@ -467,7 +467,7 @@ impl BlockingPool {
     /// let pool = colorseam::BlockingPool::builder().build().unwrap();
     /// let results = pool
     ///     .batch((0..10u32).map(|i| move || if i == 3 { panic!("bad row {i}") } else { i * i }))
-    ///     .limit(4)
+    ///     .max_in_flight(4)
     ///     .await;
     /// assert_eq!(results.len(), 10);
     /// assert_eq!(*results[2].as_ref().unwrap(), 4);
@@ -492,13 +492,13 @@ impl BlockingPool {
     /// started are never started and those in flight are cancelled
     /// (queued) or abandoned (running).
     #[track_caller]
-    pub fn try_batch<I, F, T>(&self, jobs: I) -> TryBatch<T>
+    pub fn batch_fail_fast<I, F, T>(&self, jobs: I) -> FailFastBatch<T>
     where
         I: IntoIterator<Item = F>,
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        TryBatch {
+        FailFastBatch {
             plan: Some(Plan::new(self, jobs, Location::caller())),
             running: None,
         }
@@ -596,11 +596,11 @@ pub struct Batch<T> {
 }
 
 impl<T: Send + 'static> Batch<T> {
-    /// At most `limit` jobs of this batch in flight at once (queued or
+    /// At most `n` jobs of this batch in flight at once (queued or
     /// running). Zero is treated as one.
-    pub fn limit(mut self, limit: usize) -> Self {
+    pub fn max_in_flight(mut self, n: usize) -> Self {
         if let Some(plan) = &mut self.plan {
-            plan.limit = limit.max(1);
+            plan.limit = n.max(1);
         }
         self
     }
@@ -642,29 +642,29 @@ impl<T> fmt::Debug for Batch<T> {
     }
 }
 
-/// The future of [`BlockingPool::try_batch`]: all values, or the first error.
+/// The future of [`BlockingPool::batch_fail_fast`]: all values, or the first error.
 ///
 /// # Cancellation
 ///
 /// On the first error, or when dropped, jobs not yet submitted never run,
 /// queued ones are cancelled and running ones abandoned.
 #[must_use = "a batch does nothing until awaited, and its result carries the first error"]
-pub struct TryBatch<T> {
+pub struct FailFastBatch<T> {
     plan: Option<Plan<T>>,
     running: Option<Running<Result<Vec<T>, Error>>>,
 }
 
-impl<T: Send + 'static> TryBatch<T> {
-    /// At most `limit` jobs in flight at once. Zero is treated as one.
-    pub fn limit(mut self, limit: usize) -> Self {
+impl<T: Send + 'static> FailFastBatch<T> {
+    /// At most `n` jobs in flight at once. Zero is treated as one.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
         if let Some(plan) = &mut self.plan {
-            plan.limit = limit.max(1);
+            plan.limit = n.max(1);
         }
         self
     }
 }
 
-impl<T: Send + 'static> Future for TryBatch<T> {
+impl<T: Send + 'static> Future for FailFastBatch<T> {
     type Output = Result<Vec<T>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -696,15 +696,15 @@ impl<T: Send + 'static> Future for TryBatch<T> {
         }
         self.running
             .as_mut()
-            .expect("`TryBatch` polled after it resolved")
+            .expect("`FailFastBatch` polled after it resolved")
             .as_mut()
             .poll(cx)
     }
 }
 
-impl<T> fmt::Debug for TryBatch<T> {
+impl<T> fmt::Debug for FailFastBatch<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TryBatch")
+        f.debug_struct("FailFastBatch")
             .field("started", &self.running.is_some())
             .finish_non_exhaustive()
     }
@@ -755,4 +755,54 @@ where
     T: Send + 'static,
 {
     default_pool().offload_timeout(f, timeout)
+}
+
+/// Runs `f` on the [default pool](default_pool) with an absolute deadline.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let deadline = Instant::now() + Duration::from_secs(5);
+/// let (a, b) = (
+///     colorseam::offload_deadline(|| 1, deadline),
+///     colorseam::offload_deadline(|| 2, deadline),
+/// );
+/// assert_eq!(a.await.unwrap() + b.await.unwrap(), 3);
+/// # }
+/// ```
+#[track_caller]
+pub fn offload_deadline<F, T>(f: F, deadline: Instant) -> Offload<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    default_pool().offload_deadline(f, deadline)
+}
+
+/// Runs `f` on the [default pool](default_pool), refused at once with a
+/// saturation error if its queue is full: `try_` never waits for room.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// match colorseam::try_offload(|| 6 * 7).await {
+///     Ok(n) => assert_eq!(n, 42),
+///     Err(e) if e.is_saturated() => { /* shed load: answer 503 */ }
+///     Err(e) => panic!("{e}"),
+/// }
+/// # }
+/// ```
+#[track_caller]
+pub fn try_offload<F, T>(f: F) -> Offload<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    default_pool().try_offload(f)
 }

@@ -47,7 +47,7 @@ async fn calls_run_on_the_adapters_own_named_threads() {
 async fn the_limit_bounds_how_many_calls_run_at_once() {
     let vendor = Arc::new(
         ForAsync::builder("fa-limit")
-            .limit(3)
+            .max_threads(3)
             .build(Vendor::default())
             .unwrap(),
     );
@@ -67,10 +67,10 @@ async fn the_limit_bounds_how_many_calls_run_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_dependency_is_contained_by_its_bulkhead_and_others_keep_serving() {
     let hung = ForAsync::builder("fa-hung")
-        .limit(2)
+        .max_threads(2)
         .max_abandoned(1)
         .queue_capacity(4)
-        .timeout(Duration::from_millis(40))
+        .default_timeout(Duration::from_millis(40))
         .build(())
         .unwrap();
     let healthy = ForAsync::new("fa-ok", ()).unwrap();
@@ -98,7 +98,7 @@ async fn a_hung_dependency_is_contained_by_its_bulkhead_and_others_keep_serving(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_call_names_the_adapter_and_releases_the_caller() {
     let vendor = ForAsync::builder("fa-time")
-        .timeout(Duration::from_millis(50))
+        .default_timeout(Duration::from_millis(50))
         .build(Vendor::default())
         .unwrap();
     let started = Instant::now();
@@ -171,6 +171,11 @@ async fn with_the_resume_policy_a_non_string_payload_resumes_unchanged() {
 
 #[test]
 fn a_bad_limit_is_a_config_error() {
-    assert!(ForAsync::builder("fa-bad").limit(0).build(()).is_err());
+    assert!(
+        ForAsync::builder("fa-bad")
+            .max_threads(0)
+            .build(())
+            .is_err()
+    );
     assert!(ForAsync::new("", ()).is_err());
 }

@@ -46,9 +46,10 @@ fn a_sync_caller_uses_an_async_client_through_call() {
 
 #[test]
 fn a_call_past_the_adapter_timeout_is_a_timeout_error_naming_the_adapter() {
-    let client = ForSync::connect("slow-backend", Client::connect())
-        .unwrap()
-        .with_timeout(Duration::from_millis(50));
+    let client = ForSync::builder("slow-backend")
+        .default_timeout(Duration::from_millis(50))
+        .connect(Client::connect())
+        .unwrap();
     let started = Instant::now();
     let err = client
         .call(|_c| async { tokio::time::sleep(Duration::from_secs(10)).await })

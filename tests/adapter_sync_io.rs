@@ -60,3 +60,45 @@ async fn from_async_code_io_fails_with_a_typed_error_instead_of_a_panic() {
     assert!(inner.is_async_context());
     assert_eq!(inner.operation(), "read");
 }
+
+#[test]
+fn blocking_io_seeks_and_reads_lines_through_an_async_cursor() {
+    use std::io::{BufRead, Read, Seek, SeekFrom};
+    let mut io = colorseam::adapter::BlockingIo::new(std::io::Cursor::new(b"one\ntwo\n".to_vec()));
+    let mut line = String::new();
+    io.read_line(&mut line).unwrap();
+    assert_eq!(line, "one\n");
+    assert_eq!(io.stream_position().unwrap(), 4);
+    assert_eq!(io.seek(SeekFrom::Start(0)).unwrap(), 0);
+    let mut all = String::new();
+    io.read_to_string(&mut all).unwrap();
+    assert_eq!(all, "one\ntwo\n");
+    assert_eq!(io.get_ref().position(), 8);
+}
+
+#[test]
+fn blocking_io_shutdown_lets_the_peer_read_end_of_file() {
+    use std::io::{Read, Write};
+    let (a, b) = tokio::io::duplex(64);
+    let (mut a, mut b) = (
+        colorseam::adapter::BlockingIo::new(a),
+        colorseam::adapter::BlockingIo::new(b),
+    );
+    a.write_all(b"last words").unwrap();
+    a.shutdown().unwrap();
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"last words");
+}
+
+#[tokio::test]
+async fn blocking_io_seek_from_async_code_is_refused_not_blocked() {
+    use std::io::Seek;
+    let mut io = colorseam::adapter::BlockingIo::new(std::io::Cursor::new(vec![0u8; 4]));
+    let err = io.seek(std::io::SeekFrom::Start(1)).unwrap_err();
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<colorseam::Error>())
+        .expect("the refusal is a colorseam error");
+    assert!(inner.is_async_context(), "{inner}");
+}

@@ -83,10 +83,11 @@ async fn every_call_runs_on_the_one_thread_that_made_the_resource_in_submission_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_budget_a_hung_call_makes_later_calls_fail_fast_until_it_returns() {
-    let conn = ThreadBound::new("tb-hung", connect)
-        .unwrap()
-        .with_timeout(Duration::from_millis(50))
-        .with_max_abandoned(0);
+    let conn = ThreadBound::builder("tb-hung", connect)
+        .default_timeout(Duration::from_millis(50))
+        .max_abandoned(0)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let err = hang(&conn, &gate, Duration::from_millis(50))
         .given_up()
@@ -328,15 +329,16 @@ async fn after_a_hang_a_bounded_number_of_fresh_threads_come_from_the_factory() 
     let (tx, dropped) = std::sync::mpsc::channel();
     let made = Arc::new(AtomicUsize::new(0));
     let m = made.clone();
-    let conn = ThreadBound::new("tb-recover", move || {
+    let conn = ThreadBound::builder("tb-recover", move || {
         m.fetch_add(1, Ordering::SeqCst);
         Traced {
             made_on: std::thread::current().id(),
             dropped: tx.clone(),
         }
     })
-    .unwrap()
-    .with_max_abandoned(1);
+    .max_abandoned(1)
+    .build()
+    .unwrap();
     let first = conn.call(|r| r.made_on).await.unwrap();
 
     // The first thread hangs: a fresh one, with a fresh resource, serves.
@@ -506,12 +508,13 @@ async fn under_racing_deadlines_every_resource_made_is_dropped_and_every_thread_
         }
     }
     let (m, d) = (made.clone(), dropped.clone());
-    let conn = ThreadBound::new("tb-race", move || {
+    let conn = ThreadBound::builder("tb-race", move || {
         m.fetch_add(1, Ordering::SeqCst);
         Counted(d.clone())
     })
-    .unwrap()
-    .with_max_abandoned(2);
+    .max_abandoned(2)
+    .build()
+    .unwrap();
     // One resource made for sure, whatever the load does to the rest.
     conn.call(|_| ()).await.unwrap();
     let (mut ok, mut timed_out, mut refused) = (0, 0, 0);

@@ -38,7 +38,7 @@ async fn reads_go_through_the_pool_in_steps_no_larger_than_the_capacity() {
         data: io::Cursor::new(data.clone()),
         largest_ask: largest_ask.clone(),
     };
-    let mut unblocked = Unblock::new(reader).with_capacity(512);
+    let mut unblocked = Unblock::builder().capacity(512).build(reader);
     let mut out = Vec::new();
     unblocked.read_to_end(&mut out).await.unwrap();
     assert_eq!(out, data);
@@ -62,7 +62,7 @@ impl Write for Shared {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_buffered_up_to_the_capacity_and_flush_delivers_them() {
     let sink = Shared::default();
-    let mut writer = Unblock::new(sink.clone()).with_capacity(64);
+    let mut writer = Unblock::builder().capacity(64).build(sink.clone());
     writer.write_all(b"small").await.unwrap();
     assert!(sink.0.lock().unwrap().is_empty(), "buffered until flush");
     writer.flush().await.unwrap();
@@ -113,7 +113,7 @@ async fn an_iterator_becomes_a_stream_in_bounded_steps() {
     let pulled = Arc::new(Mutex::new(Vec::new()));
     let p = pulled.clone();
     let iter = (0..1000u32).inspect(move |i| p.lock().unwrap().push(*i));
-    let mut stream = UnblockIter::new(iter).with_capacity(100);
+    let mut stream = Unblock::builder().capacity(100).build_iter(iter);
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first, 0);
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -130,7 +130,11 @@ async fn an_iterator_becomes_a_stream_in_bounded_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_iterator_yields_its_items_then_one_error_then_ends() {
     let iter = (0..10u32).map(|i| if i == 3 { panic!("bad row") } else { i });
-    let items: Vec<_> = UnblockIter::new(iter).with_capacity(2).collect().await;
+    let items: Vec<_> = Unblock::builder()
+        .capacity(2)
+        .build_iter(iter)
+        .collect()
+        .await;
     assert_eq!(items.len(), 4, "{items:?}");
     let made: Vec<u32> = items[..3].iter().map(|i| *i.as_ref().unwrap()).collect();
     assert_eq!(made, [0, 1, 2], "items made before the panic are kept");
@@ -172,7 +176,7 @@ async fn split_halves_in_two_tasks_both_make_progress() {
         incoming: io::Cursor::new(incoming.clone()),
         outgoing: outgoing.clone(),
     };
-    let (mut reader, mut writer) = tokio::io::split(Unblock::new(duplex).with_capacity(64));
+    let (mut reader, mut writer) = tokio::io::split(Unblock::builder().capacity(64).build(duplex));
     let read = tokio::spawn(async move {
         let mut got = Vec::new();
         reader.read_to_end(&mut got).await.map(|_| got)
@@ -269,7 +273,7 @@ async fn dropping_the_stream_stops_its_step_after_the_item_in_progress() {
         dropped: tx,
     };
     // A step may pull a million items: only the stream's going stops it.
-    let mut stream = UnblockIter::new(iter).with_capacity(1 << 20);
+    let mut stream = Unblock::builder().capacity(1 << 20).build_iter(iter);
     assert_eq!(stream.next().await.unwrap().unwrap(), 1);
     drop(stream);
     let made_at_drop =
@@ -287,13 +291,16 @@ fn an_unblock_read_and_written_through_blocking_io_from_a_plain_and_a_pool_threa
     use colorseam::adapter::BlockingIo;
     let run = || {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let mut io =
-            BlockingIo::new(Unblock::new(io::Cursor::new(data.clone())).with_capacity(100));
+        let mut io = BlockingIo::new(
+            Unblock::builder()
+                .capacity(100)
+                .build(io::Cursor::new(data.clone())),
+        );
         let mut out = Vec::new();
         io.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
         let sink = Shared::default();
-        let mut w = BlockingIo::new(Unblock::new(sink.clone()).with_capacity(10));
+        let mut w = BlockingIo::new(Unblock::builder().capacity(10).build(sink.clone()));
         w.write_all(&data).unwrap();
         w.flush().unwrap();
         assert_eq!(*sink.0.lock().unwrap(), data);
@@ -307,9 +314,10 @@ fn an_unblock_read_and_written_through_blocking_io_from_a_plain_and_a_pool_threa
 fn an_unblock_iter_read_through_a_blocking_stream_from_a_plain_and_a_pool_thread() {
     use colorseam::adapter::BlockingStream;
     let run = || {
-        let items: Vec<u32> = BlockingStream::new(UnblockIter::new(0..1000u32).with_capacity(7))
-            .map(|item| item.unwrap().unwrap())
-            .collect();
+        let items: Vec<u32> =
+            BlockingStream::new(Unblock::builder().capacity(7).build_iter(0..1000u32))
+                .map(|item| item.unwrap().unwrap())
+                .collect();
         assert_eq!(items, (0..1000).collect::<Vec<_>>());
     };
     run();
@@ -344,8 +352,11 @@ async fn writer_keeps_pace_with_a_firehose_reader() {
         }
     }
     let sink = Shared::default();
-    let (mut reader, mut writer) =
-        tokio::io::split(Unblock::new(Firehose(sink.clone())).with_capacity(64));
+    let (mut reader, mut writer) = tokio::io::split(
+        Unblock::builder()
+            .capacity(64)
+            .build(Firehose(sink.clone())),
+    );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = stop.clone();
     let read = tokio::spawn(async move {
@@ -386,9 +397,10 @@ async fn after_a_step_times_out_the_stream_yields_its_error_then_ends_for_good()
             std::thread::sleep(Duration::from_millis(10));
         }
     });
-    let mut stream = UnblockIter::new(slow)
-        .with_pool(pool)
-        .with_capacity(1 << 20);
+    let mut stream = Unblock::builder()
+        .pool(pool)
+        .capacity(1 << 20)
+        .build_iter(slow);
     let mut items = 0;
     let error = loop {
         match tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -417,7 +429,7 @@ async fn streams_and_readers_dropped_mid_step_leave_the_pool_idle() {
         .unwrap();
     for _ in 0..200 {
         let slow = (0u32..).inspect(|_| std::thread::sleep(Duration::from_micros(100)));
-        let mut stream = UnblockIter::new(slow).with_pool(pool.clone());
+        let mut stream = Unblock::builder().pool(pool.clone()).build_iter(slow);
         assert!(stream.next().await.unwrap().is_ok());
         drop(stream);
         struct Slow;
@@ -428,7 +440,7 @@ async fn streams_and_readers_dropped_mid_step_leave_the_pool_idle() {
                 Ok(1)
             }
         }
-        let mut reader = Unblock::new(Slow).with_pool(pool.clone());
+        let mut reader = Unblock::builder().pool(pool.clone()).build(Slow);
         let mut byte = [0u8; 1];
         assert_eq!(reader.read(&mut byte).await.unwrap(), 1);
         // Starts the next read step, then goes away mid-step.
@@ -445,4 +457,81 @@ async fn streams_and_readers_dropped_mid_step_leave_the_pool_idle() {
         pool.metrics()
     );
     assert!(pool.metrics().threads.total <= 4);
+}
+
+#[tokio::test]
+async fn get_mut_writes_out_buffered_bytes_before_handing_the_value_over() {
+    use tokio::io::AsyncWriteExt;
+    let mut unblock = Unblock::new(Vec::<u8>::new());
+    unblock.write_all(b"buffered").await.unwrap();
+    // Not flushed: the bytes sit in the adapter until get_mut settles it.
+    let inner = unblock.get_mut().await.unwrap();
+    assert_eq!(inner.as_slice(), b"buffered");
+    inner.extend_from_slice(b" and more");
+    let vec = unblock.into_inner().await.unwrap();
+    assert_eq!(vec.as_slice(), b"buffered and more");
+}
+
+#[tokio::test]
+async fn into_inner_writes_out_and_flushes_through_a_buffered_writer() {
+    use tokio::io::AsyncWriteExt;
+    let mut unblock = Unblock::new(std::io::BufWriter::new(Vec::<u8>::new()));
+    unblock.write_all(b"all of it").await.unwrap();
+    let writer = unblock.into_inner().await.unwrap();
+    // Flushed by into_inner: the BufWriter holds nothing back.
+    assert_eq!(writer.buffer().len(), 0);
+    assert_eq!(writer.get_ref().as_slice(), b"all of it");
+}
+
+#[tokio::test]
+async fn read_ahead_survives_get_mut_and_the_next_read_returns_it() {
+    use tokio::io::AsyncReadExt;
+    let mut unblock = Unblock::new(std::io::Cursor::new(b"0123456789".to_vec()));
+    let mut two = [0u8; 2];
+    unblock.read_exact(&mut two).await.unwrap();
+    assert_eq!(&two, b"01");
+    // The step read all ten bytes ahead.
+    assert_eq!(unblock.get_mut().await.unwrap().position(), 10);
+    let mut rest = String::new();
+    unblock.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "23456789");
+}
+
+#[tokio::test]
+async fn seeking_counts_from_what_the_reader_consumed_and_follows_writes() {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    let mut unblock = Unblock::new(std::io::Cursor::new(b"0123456789".to_vec()));
+    let mut two = [0u8; 2];
+    unblock.read_exact(&mut two).await.unwrap();
+    // Read ahead to 10, consumed 2: the position is 2.
+    assert_eq!(unblock.stream_position().await.unwrap(), 2);
+    assert_eq!(
+        unblock.seek(std::io::SeekFrom::Current(3)).await.unwrap(),
+        5
+    );
+    let mut rest = String::new();
+    unblock.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "56789");
+    // A write is written out before the seek, which then reads it back.
+    unblock.seek(std::io::SeekFrom::Start(0)).await.unwrap();
+    unblock.write_all(b"ab").await.unwrap();
+    unblock.seek(std::io::SeekFrom::Start(0)).await.unwrap();
+    let mut all = String::new();
+    unblock.read_to_string(&mut all).await.unwrap();
+    assert_eq!(all, "ab23456789");
+}
+
+#[tokio::test]
+async fn a_second_start_seek_before_completion_is_an_error_not_a_lost_seek() {
+    use tokio::io::AsyncSeek;
+    let mut unblock = Unblock::new(std::io::Cursor::new(vec![0u8; 8]));
+    std::pin::Pin::new(&mut unblock)
+        .start_seek(std::io::SeekFrom::Start(1))
+        .unwrap();
+    let second = std::pin::Pin::new(&mut unblock).start_seek(std::io::SeekFrom::Start(2));
+    assert!(second.is_err());
+    let position = std::future::poll_fn(|cx| std::pin::Pin::new(&mut unblock).poll_complete(cx))
+        .await
+        .unwrap();
+    assert_eq!(position, 1);
 }

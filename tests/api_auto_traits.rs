@@ -58,7 +58,7 @@ fn errors_are_send_sync_unpin_and_unwind_safe() {
 fn offload_futures_are_send_and_unpin() {
     future::<colorseam::Offload<Value>>();
     future::<colorseam::Batch<Value>>();
-    future::<colorseam::TryBatch<Value>>();
+    future::<colorseam::FailFastBatch<Value>>();
     future::<colorseam::pool::Shutdown>();
     // Not `Sync`: a call waiting for room holds tokio's boxed acquire
     // future, which is `Send` only. Nothing polls a future through `&`.

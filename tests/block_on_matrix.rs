@@ -153,9 +153,10 @@ fn block_on_in_place_also_works_on_a_multi_thread_worker_but_never_on_current_th
 #[test]
 fn for_sync_call_gives_a_value_where_blocking_is_fine_and_a_typed_error_elsewhere() {
     let client = std::sync::Arc::new(
-        colorseam::adapter::ForSync::connect("matrix-client", async { "client" })
-            .unwrap()
-            .with_timeout(Duration::from_secs(10)),
+        colorseam::adapter::ForSync::builder("matrix-client")
+            .default_timeout(Duration::from_secs(10))
+            .connect(async { "client" })
+            .unwrap(),
     );
     for ctx in ALL {
         let client = client.clone();

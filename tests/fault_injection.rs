@@ -75,15 +75,15 @@ async fn a_tokio_clock_that_jumps_past_the_deadline_does_not_cut_the_job_short()
 
 #[test]
 fn extreme_values_for_every_setter_are_typed_errors_or_documented_clamps() {
-    use colorseam::adapter::{ForAsync, ThreadBound, Unblock, UnblockIter};
+    use colorseam::adapter::{ForAsync, ThreadBound, Unblock};
     use colorseam::detect::Watchdog;
     assert!(
         ForAsync::builder("fi-x")
-            .limit(usize::MAX)
+            .max_threads(usize::MAX)
             .build(())
             .is_err()
     );
-    assert!(ForAsync::builder("fi-x").limit(0).build(()).is_err());
+    assert!(ForAsync::builder("fi-x").max_threads(0).build(()).is_err());
     assert!(
         ForAsync::builder("fi-x")
             .queue_capacity(0)
@@ -100,27 +100,32 @@ fn extreme_values_for_every_setter_are_typed_errors_or_documented_clamps() {
     rt.block_on(async {
         // Huge timeouts mean "no deadline"; zero means "already due".
         let fa = ForAsync::builder("fi-x")
-            .timeout(Duration::MAX)
+            .default_timeout(Duration::MAX)
             .build(())
             .unwrap();
         assert_eq!(fa.call(|_| 1).await.unwrap(), 1);
-        let tb = ThreadBound::new("fi-x", || 0u8)
-            .unwrap()
-            .with_timeout(Duration::MAX);
+        let tb = ThreadBound::builder("fi-x", || 0u8)
+            .default_timeout(Duration::MAX)
+            .build()
+            .unwrap();
         assert_eq!(tb.call(|n| *n).await.unwrap(), 0);
-        let tb = ThreadBound::new("fi-x", || 0u8)
-            .unwrap()
-            .with_timeout(Duration::ZERO);
+        let tb = ThreadBound::builder("fi-x", || 0u8)
+            .default_timeout(Duration::ZERO)
+            .build()
+            .unwrap();
         let _ = tb.call(|n| *n).await; // a value or a timeout, never a panic
         // Capacities are clamped, not allocated as asked.
         use tokio::io::AsyncReadExt;
-        let mut r = Unblock::new(std::io::Cursor::new(vec![1u8; 10])).with_capacity(usize::MAX);
+        let mut r = Unblock::builder()
+            .capacity(usize::MAX)
+            .build(std::io::Cursor::new(vec![1u8; 10]));
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
         assert_eq!(out.len(), 10);
         use futures::StreamExt;
-        let items: Vec<_> = UnblockIter::new(0..3)
-            .with_capacity(usize::MAX)
+        let items: Vec<_> = Unblock::builder()
+            .capacity(usize::MAX)
+            .build_iter(0..3)
             .collect()
             .await;
         assert_eq!(items.len(), 3);

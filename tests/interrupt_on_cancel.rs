@@ -167,7 +167,11 @@ async fn a_fail_fast_batch_interrupts_the_jobs_still_running_when_one_fails() {
             }) as Box<dyn FnOnce() + Send>
         })
         .collect();
-    let err = pool.try_batch(jobs).limit(4).await.unwrap_err();
+    let err = pool
+        .batch_fail_fast(jobs)
+        .max_in_flight(4)
+        .await
+        .unwrap_err();
     assert!(err.is_panic(), "{err}");
     assert!(
         eventually_async(LONG, || pool.metrics().interrupts.recovered == 3).await,

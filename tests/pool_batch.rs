@@ -56,7 +56,7 @@ async fn a_batch_never_runs_more_than_its_limit_at_once() {
                 running.fetch_sub(1, Ordering::SeqCst);
             }
         }))
-        .limit(2)
+        .max_in_flight(2)
         .await;
     assert!(results.iter().all(Result::is_ok));
     assert!(
@@ -67,19 +67,22 @@ async fn a_batch_never_runs_more_than_its_limit_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_batch_returns_values_in_order_when_all_succeed() {
+async fn batch_fail_fast_returns_values_in_order_when_all_succeed() {
     let pool = BlockingPool::builder().name("bt-ok").build().unwrap();
     let values = pool
-        .try_batch((0..20u32).map(|i| move || i + 1))
+        .batch_fail_fast((0..20u32).map(|i| move || i + 1))
         .await
         .unwrap();
     assert_eq!(values, (1..=20).collect::<Vec<_>>());
-    let empty: Vec<u32> = pool.try_batch(Vec::<fn() -> u32>::new()).await.unwrap();
+    let empty: Vec<u32> = pool
+        .batch_fail_fast(Vec::<fn() -> u32>::new())
+        .await
+        .unwrap();
     assert!(empty.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_batch_stops_at_the_first_error_and_never_starts_the_rest() {
+async fn batch_fail_fast_stops_at_the_first_error_and_never_starts_the_rest() {
     let pool = BlockingPool::builder()
         .name("bt-fail")
         .max_threads(2)
@@ -90,7 +93,7 @@ async fn try_batch_stops_at_the_first_error_and_never_starts_the_rest() {
     // the error, so "never started" does not depend on timing.
     let after_failure = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let err = pool
-        .try_batch((0..100u32).map(|i| {
+        .batch_fail_fast((0..100u32).map(|i| {
             let (started, after_failure) = (started.clone(), after_failure.clone());
             move || {
                 started.fetch_add(1, Ordering::SeqCst);
@@ -107,7 +110,7 @@ async fn try_batch_stops_at_the_first_error_and_never_starts_the_rest() {
                 i
             }
         }))
-        .limit(2)
+        .max_in_flight(2)
         .await
         .unwrap_err();
     assert!(err.is_panic());

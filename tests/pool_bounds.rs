@@ -30,7 +30,7 @@ async fn no_more_than_max_threads_jobs_run_at_once() {
                 running.fetch_sub(1, Ordering::SeqCst);
             }
         }))
-        .limit(40)
+        .max_in_flight(40)
         .await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(

@@ -64,7 +64,7 @@ fn abandoned_step(name: &str) -> Abandoned {
             go_rx.recv().expect("the test sends go");
             Told(Some(told_tx.clone()))
         }));
-    let mut stream = Box::pin(UnblockIter::new(iter).with_pool(pool.clone()));
+    let mut stream = Box::pin(Unblock::builder().pool(pool.clone()).build_iter(iter));
     let inside = Arc::new(AtomicBool::new(false));
     let verdict = Arc::new(std::sync::Mutex::new(None));
     let (was_inside, out) = (inside.clone(), verdict.clone());
@@ -177,7 +177,11 @@ fn a_waker_replaced_on_an_unblock_is_dropped_with_the_wakers_unlocked() {
             .build()
             .unwrap();
         let (go_tx, go_rx) = mpsc::channel::<()>();
-        let mut io = Box::pin(Unblock::new(Held { go: go_rx }).with_pool(pool.clone()));
+        let mut io = Box::pin(
+            Unblock::builder()
+                .pool(pool.clone())
+                .build(Held { go: go_rx }),
+        );
         let mut space = [0u8; 8];
         // The second waker: woken by the step's end, which takes the lock.
         let woken = Arc::new(AtomicBool::new(false));
@@ -352,9 +356,10 @@ fn many_threads_racing_deadlines_on_one_thread_bound_never_hold_more_threads_tha
     const MAX_ABANDONED: usize = 2;
     let sampler = common::ThreadSampler::start("r12tb");
     let conn = Arc::new(
-        ThreadBound::new("r12tb", || 0u64)
-            .unwrap()
-            .with_max_abandoned(MAX_ABANDONED),
+        ThreadBound::builder("r12tb", || 0u64)
+            .max_abandoned(MAX_ABANDONED)
+            .build()
+            .unwrap(),
     );
     futures::executor::block_on(conn.call(|_| ())).unwrap();
     let callers: Vec<_> = (0..4u64)
@@ -434,11 +439,10 @@ fn split_halves_of_one_unblock_in_two_tasks_both_finish_under_a_paused_clock() {
             .unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let output = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let io = Unblock::new(Duplex {
+        let io = Unblock::builder().capacity(4096).build(Duplex {
             input: io::Cursor::new(data.clone()),
             output: output.clone(),
-        })
-        .with_capacity(4096);
+        });
         let (read, written) = runtime.block_on(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let (mut reader, mut writer) = tokio::io::split(io);
@@ -474,11 +478,10 @@ fn split_halves_of_one_unblock_in_two_tasks_of_a_futures_local_pool_both_finish(
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let output = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let io = Unblock::new(Duplex {
+        let io = Unblock::builder().capacity(4096).build(Duplex {
             input: io::Cursor::new(data.clone()),
             output: output.clone(),
-        })
-        .with_capacity(4096);
+        });
         let (mut reader, mut writer) = tokio::io::split(io);
         let mut pool = futures::executor::LocalPool::new();
         let read = pool

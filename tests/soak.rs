@@ -94,16 +94,17 @@ fn soak_mixed_load_loses_nothing_and_does_not_grow() {
         .unwrap();
     let vendor = Arc::new(
         ForAsync::builder("soak-vendor")
-            .limit(4)
+            .max_threads(4)
             .max_abandoned(2)
-            .timeout(Duration::from_millis(30))
+            .default_timeout(Duration::from_millis(30))
             .build(())
             .unwrap(),
     );
     let bound = Arc::new(
-        ThreadBound::new("soak-bound", || 0u64)
-            .unwrap()
-            .with_timeout(Duration::from_millis(30)),
+        ThreadBound::builder("soak-bound", || 0u64)
+            .default_timeout(Duration::from_millis(30))
+            .build()
+            .unwrap(),
     );
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -165,7 +165,7 @@ fn refused<R: Send + 'static>(error: Error) -> AdapterCall<R> {
 ///
 /// Every call runs on the adapter's own bounded pool, named after the
 /// adapter, so the adapter is a *bulkhead*: at most
-/// [`limit`](ForAsyncBuilder::limit) calls run at once, and a dependency that
+/// [`max_threads`](ForAsyncBuilder::max_threads) calls run at once, and a dependency that
 /// hangs can take at most that many threads (plus the abandoned ones it is
 /// allowed to replace), never every thread of the process. Each call has the
 /// adapter's deadline (30 s unless set), real whatever the sync code does.
@@ -200,8 +200,8 @@ fn refused<R: Send + 'static>(error: Error) -> AdapterCall<R> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let vendor = ForAsync::builder("vendor")
-///     .limit(4)
-///     .timeout(Duration::from_secs(2))
+///     .max_threads(4)
+///     .default_timeout(Duration::from_secs(2))
 ///     .build(Vendor)
 ///     .unwrap();
 /// let record = vendor.call(|v| v.lookup(7)).await.unwrap();
@@ -248,6 +248,7 @@ fn interruptible<T: ?Sized, R>(
 /// [`interrupt_with`](ForAsyncBuilder::interrupt_with), and then
 /// [`InterruptWith<T>`], which ties the builder to the resource type `T`.
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ForAsyncBuilder<I = ()> {
     settings: Settings,
     limit: usize,
@@ -303,9 +304,9 @@ impl ForAsyncBuilder {
     /// # Caveats
     ///
     /// The interrupter stops the *resource*, which every call running at
-    /// that moment shares (up to [`limit`](Self::limit)): interrupting a
+    /// that moment shares (up to [`max_threads`](Self::max_threads)): interrupting a
     /// connection stops every call using it, not only the abandoned one.
-    /// Use `limit(1)`, or a resource whose interrupter reaches one call
+    /// Use `max_threads(1)`, or a resource whose interrupter reaches one call
     /// only, where that matters.
     ///
     /// # Examples
@@ -321,8 +322,8 @@ impl ForAsyncBuilder {
     /// let server = TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
     /// let stream = TcpStream::connect(server.local_addr().unwrap()).unwrap();
     /// let upstream = ForAsync::builder("upstream")
-    ///     .limit(1)
-    ///     .timeout(Duration::from_millis(50))
+    ///     .max_threads(1)
+    ///     .default_timeout(Duration::from_millis(50))
     ///     .interrupt_with(|stream: &TcpStream| {
     ///         colorseam::interrupt::shutdown_tcp(stream).expect("a descriptor to spare")
     ///     })
@@ -355,7 +356,7 @@ impl ForAsyncBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for a limit, queue or abandon budget that cannot
+    /// A [`ConfigError`] for a thread limit, queue or abandon budget that cannot
     /// work, or a name that cannot name a thread.
     pub fn build<T: Send + Sync + 'static>(self, resource: T) -> Result<ForAsync<T>, ConfigError> {
         self.build_with(resource, None)
@@ -368,7 +369,7 @@ impl<T: Send + Sync + 'static> ForAsyncBuilder<InterruptWith<T>> {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for a limit, queue or abandon budget that cannot
+    /// A [`ConfigError`] for a thread limit, queue or abandon budget that cannot
     /// work, or a name that cannot name a thread.
     pub fn build(self, resource: T) -> Result<ForAsync<T>, ConfigError> {
         let make = self.interrupter.0.clone();
@@ -377,14 +378,15 @@ impl<T: Send + Sync + 'static> ForAsyncBuilder<InterruptWith<T>> {
 }
 
 impl<I> ForAsyncBuilder<I> {
-    /// The most calls running at once (default 8): the bulkhead.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
+    /// The most calls running at once (default 8): the bulkhead, the
+    /// `max_threads` of the adapter's own pool.
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.limit = n;
         self
     }
 
     /// How many threads stuck in abandoned calls are replaced (default: as
-    /// many as `limit`). See [`Builder::max_abandoned`](crate::pool::Builder::max_abandoned).
+    /// many as `max_threads`). See [`Builder::max_abandoned`](crate::pool::Builder::max_abandoned).
     pub fn max_abandoned(mut self, n: usize) -> Self {
         self.max_abandoned = Some(n);
         self
@@ -405,7 +407,7 @@ impl<I> ForAsyncBuilder<I> {
 
     /// The deadline of every call (default 30 s), covering queue wait and
     /// run time.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
     }
@@ -440,7 +442,7 @@ impl<I> ForAsyncBuilder<I> {
 }
 
 impl<T: Send + Sync + 'static> ForAsync<T> {
-    /// An adapter with the default settings (limit 8, timeout 30 s).
+    /// An adapter with the default settings (`max_threads` 8, `default_timeout` 30 s).
     ///
     /// # Errors
     ///
@@ -460,21 +462,58 @@ impl<T: Send + Sync + 'static> ForAsync<T> {
         F: FnOnce(&T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.call_deadline(f, Instant::now().checked_add(self.settings.timeout))
+        let reject = self.pool.inner().config.reject_when_full;
+        self.call_at(f, Instant::now().checked_add(self.settings.timeout), reject)
+    }
+
+    /// [`call`](Self::call), but refused at once with a saturation error
+    /// when the adapter's queue is full, whatever its setting (as
+    /// [`BlockingPool::try_offload`]): `try_` never waits for room.
+    ///
+    /// # Errors, Cancellation, Panics
+    ///
+    /// See [`AdapterCall`].
+    #[track_caller]
+    pub fn try_call<F, R>(&self, f: F) -> AdapterCall<R>
+    where
+        F: FnOnce(&T) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.call_at(f, Instant::now().checked_add(self.settings.timeout), true)
     }
 
     /// [`call`](Self::call) with its own deadline `timeout` from now.
+    ///
+    /// # Errors, Cancellation, Panics
+    ///
+    /// See [`AdapterCall`].
     #[track_caller]
     pub fn call_timeout<F, R>(&self, f: F, timeout: Duration) -> AdapterCall<R>
     where
         F: FnOnce(&T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.call_deadline(f, Instant::now().checked_add(timeout))
+        let reject = self.pool.inner().config.reject_when_full;
+        self.call_at(f, Instant::now().checked_add(timeout), reject)
+    }
+
+    /// [`call`](Self::call) with its own absolute deadline.
+    ///
+    /// # Errors, Cancellation, Panics
+    ///
+    /// See [`AdapterCall`].
+    #[track_caller]
+    pub fn call_deadline<F, R>(&self, f: F, deadline: Instant) -> AdapterCall<R>
+    where
+        F: FnOnce(&T) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let reject = self.pool.inner().config.reject_when_full;
+        self.call_at(f, Some(deadline), reject)
     }
 
     #[track_caller]
-    fn call_deadline<F, R>(&self, f: F, deadline: Option<Instant>) -> AdapterCall<R>
+    fn call_at<F, R>(&self, f: F, deadline: Option<Instant>, reject: bool) -> AdapterCall<R>
     where
         F: FnOnce(&T) -> R + Send + 'static,
         R: Send + 'static,
@@ -486,7 +525,7 @@ impl<T: Send + Sync + 'static> ForAsync<T> {
                 self.pool.inner(),
                 Box::new(move || Ok(interruptible(&*resource, interrupter.as_deref(), f))),
                 deadline,
-                self.pool.inner().config.reject_when_full,
+                reject,
                 Location::caller(),
             ),
             panic_policy: self.settings.panic_policy,
@@ -503,6 +542,20 @@ impl<T: Send + Sync + 'static> ForAsync<T> {
     /// [shutdown](BlockingPool::shutdown).
     pub fn pool(&self) -> &BlockingPool {
         &self.pool
+    }
+}
+
+/// Clones share the resource, the bulkhead pool and its bound, like clones
+/// of a client: cheap (two reference counts), and every clone's calls count
+/// against the same `max_threads` and queue.
+impl<T> Clone for ForAsync<T> {
+    fn clone(&self) -> Self {
+        ForAsync {
+            resource: self.resource.clone(),
+            pool: self.pool.clone(),
+            settings: self.settings.clone(),
+            interrupter: self.interrupter.clone(),
+        }
     }
 }
 
@@ -767,7 +820,7 @@ impl BoundCall {
 ///   ([`Error::stuck_threads`]), and never run;
 /// - new calls go to a fresh thread, on which the factory makes a fresh
 ///   resource, as long as no more than
-///   [`with_max_abandoned`](Self::with_max_abandoned) threads (1 by default)
+///   [`max_abandoned`](ThreadBoundBuilder::max_abandoned) threads (1 by default)
 ///   are stuck; past that they fail at once the same way, until a stuck call
 ///   returns;
 /// - the stuck thread finishes its call, drops *its* resource there (it is
@@ -852,10 +905,34 @@ fn generation(name: &str) -> Result<Serving, ConfigError> {
     })
 }
 
+/// Configures a [`ThreadBound`]: made by [`ThreadBound::builder`], which
+/// takes the resource's factory, so that
+/// [`interrupt_with`](Self::interrupt_with) knows the resource's type.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ThreadBoundBuilder<T> {
+    name: String,
+    factory: Arc<dyn Fn() -> T + Send + Sync>,
+    settings: Settings,
+    max_abandoned: usize,
+    interrupter: Option<MakeInterrupter<T>>,
+}
+
+impl<T> fmt::Debug for ThreadBoundBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadBoundBuilder")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .field("max_abandoned", &self.max_abandoned)
+            .field("interruptible", &self.interrupter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: 'static> ThreadBound<T> {
-    /// A thread-bound adapter whose resource `factory` makes on its thread
-    /// at the first call (and again after a call in which it panicked, and
-    /// on each fresh thread after a hang).
+    /// A thread-bound adapter with the default settings (`default_timeout`
+    /// 30 s, `max_abandoned` 1), whose resource `factory` makes on its
+    /// thread at the first call (and again after a call in which it
+    /// panicked, and on each fresh thread after a hang).
     ///
     /// # Errors
     ///
@@ -864,13 +941,43 @@ impl<T: 'static> ThreadBound<T> {
         name: impl Into<String>,
         factory: impl Fn() -> T + Send + Sync + 'static,
     ) -> Result<Self, ConfigError> {
+        ThreadBound::builder(name, factory).build()
+    }
+
+    /// A builder for a thread-bound adapter whose resource `factory` makes,
+    /// as [`new`](Self::new) says.
+    pub fn builder(
+        name: impl Into<String>,
+        factory: impl Fn() -> T + Send + Sync + 'static,
+    ) -> ThreadBoundBuilder<T> {
         let name: String = name.into();
-        let serving = generation(&name)?;
+        ThreadBoundBuilder {
+            settings: Settings {
+                name: name.clone(),
+                timeout: DEFAULT_TIMEOUT,
+                panic_policy: PanicPolicy::ReturnError,
+            },
+            name,
+            factory: Arc::new(factory),
+            max_abandoned: DEFAULT_BOUND_ABANDONED,
+            interrupter: None,
+        }
+    }
+}
+
+impl<T: 'static> ThreadBoundBuilder<T> {
+    /// Builds the adapter; its thread starts at the first call.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::BadName`] if the name cannot name a thread.
+    pub fn build(self) -> Result<ThreadBound<T>, ConfigError> {
+        let serving = generation(&self.name)?;
         let latest = serving.life.pool.clone();
         Ok(ThreadBound {
             core: Arc::new(BoundCore {
                 id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
-                name: Arc::from(name.as_str()),
+                name: Arc::from(self.name.as_str()),
                 state: Mutex::new(BoundState {
                     serving: Some(serving),
                     latest,
@@ -878,27 +985,24 @@ impl<T: 'static> ThreadBound<T> {
                     closed: false,
                 }),
             }),
-            factory: Arc::new(factory),
-            settings: Settings {
-                name,
-                timeout: DEFAULT_TIMEOUT,
-                panic_policy: PanicPolicy::ReturnError,
-            },
-            max_abandoned: DEFAULT_BOUND_ABANDONED,
-            interrupter: None,
+            factory: self.factory,
+            settings: self.settings,
+            max_abandoned: self.max_abandoned,
+            interrupter: self.interrupter,
         })
     }
 
-    /// Sets the deadline of every call (default 30 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    /// The deadline of every call made with [`call`](ThreadBound::call)
+    /// (default 30 s).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
     }
 
-    /// Sets what a panic in a call becomes (default: an error). A panic
-    /// leaves the resource in place; a panic in the factory means the next
-    /// call tries the factory again.
-    pub fn with_panic_policy(mut self, policy: PanicPolicy) -> Self {
+    /// What a panic in a call becomes (default: an error). A panic leaves
+    /// the resource in place; a panic in the factory means the next call
+    /// tries the factory again.
+    pub fn panic_policy(mut self, policy: PanicPolicy) -> Self {
         self.settings.panic_policy = policy;
         self
     }
@@ -907,7 +1011,7 @@ impl<T: 'static> ThreadBound<T> {
     /// fresh thread (with a fresh resource) serves (default 1, at most
     /// 10,000). With 0, calls fail fast from the first hang until the stuck
     /// call returns. The adapter holds at most `1 + n` OS threads.
-    pub fn with_max_abandoned(mut self, n: usize) -> Self {
+    pub fn max_abandoned(mut self, n: usize) -> Self {
         self.max_abandoned = n.min(10_000);
         self
     }
@@ -927,7 +1031,7 @@ impl<T: 'static> ThreadBound<T> {
     /// stopped half-way may have left the resource in any state, see
     /// [When a call hangs](Self#when-a-call-hangs)): what the interrupter
     /// changes is that the thread returns at once, so it stops counting
-    /// against [`with_max_abandoned`](Self::with_max_abandoned), and the
+    /// against [`max_abandoned`](Self::max_abandoned), and the
     /// fresh thread serving the next call does not wait for it.
     ///
     /// # Panics
@@ -946,12 +1050,13 @@ impl<T: 'static> ThreadBound<T> {
     /// # async fn main() {
     /// let server = TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
     /// let addr = server.local_addr().unwrap();
-    /// let upstream = ThreadBound::new("upstream", move || TcpStream::connect(addr).unwrap())
-    ///     .unwrap()
-    ///     .with_timeout(Duration::from_millis(50))
+    /// let upstream = ThreadBound::builder("upstream", move || TcpStream::connect(addr).unwrap())
+    ///     .default_timeout(Duration::from_millis(50))
     ///     .interrupt_with(|stream: &TcpStream| {
     ///         colorseam::interrupt::shutdown_tcp(stream).expect("a descriptor to spare")
-    ///     });
+    ///     })
+    ///     .build()
+    ///     .unwrap();
     /// let err = upstream.call(|stream| stream.read(&mut [0; 64])).await.unwrap_err();
     /// assert!(err.is_timeout() && err.interrupt_sent());
     /// # drop(server);
@@ -965,7 +1070,9 @@ impl<T: 'static> ThreadBound<T> {
         self.interrupter = Some(make_interrupter(make));
         self
     }
+}
 
+impl<T: 'static> ThreadBound<T> {
     /// Runs `f(&mut resource)` on the adapter's thread, after every call made
     /// before it, within the adapter's deadline.
     ///
@@ -1028,8 +1135,16 @@ impl<T: 'static> ThreadBound<T> {
         .with_stuck_threads(stuck.max(1)))
     }
 
+    /// [`call`](Self::call) with its own absolute deadline.
+    ///
+    /// A thread-bound call never waits for room (its queue refuses at
+    /// once when full), so there is no `try_call`: every call is one.
+    ///
+    /// # Errors, Cancellation, Panics
+    ///
+    /// As for [`call`](Self::call).
     #[track_caller]
-    fn call_deadline<F, R>(&self, f: F, deadline: Instant) -> AdapterCall<R>
+    pub fn call_deadline<F, R>(&self, f: F, deadline: Instant) -> AdapterCall<R>
     where
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,

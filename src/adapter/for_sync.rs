@@ -60,9 +60,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// }
 ///
 /// // Plain sync code, no runtime in sight.
-/// let client = ForSync::connect("kv", Client::connect())
-///     .unwrap()
-///     .with_timeout(Duration::from_secs(2));
+/// let client = ForSync::builder("kv")
+///     .default_timeout(Duration::from_secs(2))
+///     .connect(Client::connect())
+///     .unwrap();
 /// let value = client.call(|c| async move { c.get("a").await }).unwrap();
 /// assert_eq!(value, "value of a");
 /// ```
@@ -72,13 +73,35 @@ pub struct ForSync<T: Send + Sync + 'static> {
     timeout: Option<Duration>,
 }
 
-impl<T: Send + Sync + 'static> ForSync<T> {
+/// Configures a [`ForSync`]: made by [`ForSync::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` or `connect` is called"]
+pub struct ForSyncBuilder {
+    name: Arc<str>,
+    timeout: Option<Duration>,
+}
+
+impl ForSyncBuilder {
+    /// The deadline of every call made with [`call`](ForSync::call), and of
+    /// [`connect`](Self::connect), from its start (default 30 s).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// No default deadline: calls wait as long as their future does (and
+    /// [`connect`](Self::connect) as long as `make` does).
+    pub fn no_default_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
     /// Wraps a resource that is already built.
-    pub fn new(name: impl Into<String>, resource: T) -> Self {
+    pub fn build<T: Send + Sync + 'static>(self, resource: T) -> ForSync<T> {
         ForSync {
             resource: Some(Arc::new(resource)),
-            name: Arc::from(name.into()),
-            timeout: Some(DEFAULT_TIMEOUT),
+            name: self.name,
+            timeout: self.timeout,
         }
     }
 
@@ -90,31 +113,58 @@ impl<T: Send + Sync + 'static> ForSync<T> {
     /// As [`block_on_timeout`](crate::block_on_timeout): refused from async
     /// code, timed out, or panicked.
     #[track_caller]
+    pub fn connect<T, F>(self, make: F) -> Result<ForSync<T>, Error>
+    where
+        T: Send + Sync + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let call = Call::new(Some(self.name.clone()), "connect");
+        // Always on the bridge (the resource's IO belongs there), so always
+        // with a deadline, if a far one.
+        let deadline = self
+            .timeout
+            .and_then(|t| call.started.checked_add(t))
+            .unwrap_or_else(crate::block_on::far_future);
+        let resource = call.run_until(make, Some(deadline), Runtime::Bridge)?;
+        Ok(ForSync {
+            resource: Some(Arc::new(resource)),
+            name: self.name,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl ForSync<()> {
+    /// A builder for an adapter named `name` (default deadline 30 s); the
+    /// resource's type comes with [`build`](ForSyncBuilder::build) or
+    /// [`connect`](ForSyncBuilder::connect).
+    pub fn builder(name: impl Into<String>) -> ForSyncBuilder {
+        ForSyncBuilder {
+            name: Arc::from(name.into()),
+            timeout: Some(DEFAULT_TIMEOUT),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> ForSync<T> {
+    /// Wraps a resource that is already built, with the default settings.
+    pub fn new(name: impl Into<String>, resource: T) -> Self {
+        ForSync::builder(name).build(resource)
+    }
+
+    /// Builds the resource by running `make` on the bridge runtime, within
+    /// the default timeout, with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`block_on_timeout`](crate::block_on_timeout): refused from async
+    /// code, timed out, or panicked.
+    #[track_caller]
     pub fn connect<F>(name: impl Into<String>, make: F) -> Result<Self, Error>
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let name: Arc<str> = Arc::from(name.into());
-        let call = Call::new(Some(name.clone()), "connect");
-        let deadline = call.started.checked_add(DEFAULT_TIMEOUT);
-        let resource = call.run_until(make, deadline, Runtime::Bridge)?;
-        Ok(ForSync {
-            resource: Some(Arc::new(resource)),
-            name,
-            timeout: Some(DEFAULT_TIMEOUT),
-        })
-    }
-
-    /// Sets the deadline of every call, from its start.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Removes the default deadline: calls wait as long as their future does.
-    pub fn without_timeout(mut self) -> Self {
-        self.timeout = None;
-        self
+        ForSync::builder(name).connect(make)
     }
 
     /// The adapter's name, as errors show it.
@@ -141,6 +191,10 @@ impl<T: Send + Sync + 'static> ForSync<T> {
     }
 
     /// [`call`](Self::call) with its own deadline `timeout` from now.
+    ///
+    /// # Errors
+    ///
+    /// As for [`call`](Self::call).
     #[track_caller]
     pub fn call_timeout<F, Fut>(&self, f: F, timeout: Duration) -> Result<Fut::Output, Error>
     where

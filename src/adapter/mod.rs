@@ -31,7 +31,8 @@ mod unblock;
 
 pub use for_async::{
     AdapterCall, ForAsync, ForAsyncBuilder, InterruptWith, PanicPolicy, ThreadBound,
+    ThreadBoundBuilder,
 };
-pub use for_sync::ForSync;
+pub use for_sync::{ForSync, ForSyncBuilder};
 pub use sync_io::{BlockingIo, BlockingStream};
-pub use unblock::{Unblock, UnblockIter};
+pub use unblock::{GetMut, IntoInner, Unblock, UnblockBuilder, UnblockIter};

@@ -7,7 +7,10 @@ use std::pin::Pin;
 
 use futures_core::Stream;
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite,
+    AsyncWriteExt,
+};
 
 use crate::block_on::Call;
 use crate::error::Error;
@@ -128,6 +131,30 @@ impl<T> BlockingIo<T> {
         self.io
     }
 
+    /// The inner value.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// The inner value, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
+    /// Shuts the write side down (`AsyncWriteExt::shutdown`): flushes, then
+    /// closes, so the peer reads end of file.
+    ///
+    /// # Errors
+    ///
+    /// The inner value's error; or, as an `io::Error` wrapping a colorseam
+    /// [`Error`], the refusal from async code (as every method here).
+    pub fn shutdown(&mut self) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin,
+    {
+        Self::run(self.location, "shutdown", self.io.shutdown())
+    }
+
     fn run<F: std::future::Future<Output = io::Result<R>>, R>(
         location: &'static Location<'static>,
         operation: &'static str,
@@ -152,6 +179,22 @@ impl<T: AsyncWrite + Unpin> io::Write for BlockingIo<T> {
 
     fn flush(&mut self) -> io::Result<()> {
         Self::run(self.location, "flush", self.io.flush())
+    }
+}
+
+impl<T: AsyncSeek + Unpin> io::Seek for BlockingIo<T> {
+    fn seek(&mut self, position: io::SeekFrom) -> io::Result<u64> {
+        Self::run(self.location, "seek", self.io.seek(position))
+    }
+}
+
+impl<T: AsyncBufRead + Unpin> io::BufRead for BlockingIo<T> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Self::run(self.location, "fill_buf", self.io.fill_buf())
+    }
+
+    fn consume(&mut self, amount: usize) {
+        Pin::new(&mut self.io).consume(amount);
     }
 }
 

@@ -17,6 +17,9 @@ use crate::sync::lock_std;
 /// How many bytes (or items) one background step moves by default.
 const DEFAULT_CAPACITY: usize = 64 * 1024;
 
+/// Writes buffered bytes out to a wrapped writer and flushes it.
+type WriteOut<T> = fn(&mut T, &[u8]) -> io::Result<()>;
+
 /// Where a wrapped value is: here, or away on a pool thread doing a step.
 enum Slot<T: Send + 'static, S: Send + 'static> {
     Idle(T),
@@ -99,7 +102,7 @@ fn lost() -> io::Error {
 /// Blocking `std::io::Read`/`Write` used as tokio `AsyncRead`/`AsyncWrite`.
 ///
 /// Each read or write runs as a step on a [`BlockingPool`] (the default pool
-/// unless [`with_pool`](Self::with_pool) says otherwise), moving the
+/// unless [`UnblockBuilder::pool`] says otherwise), moving the
 /// inner value to a pool thread and back. No thread is held between steps.
 /// Buffering is bounded by the capacity (64 KiB by default): a read step
 /// reads at most that many bytes ahead, and writes are buffered up to it
@@ -166,6 +169,13 @@ pub struct Unblock<T: Send + 'static> {
     capacity: usize,
     read_ahead: VecDeque<u8>,
     write_buf: Vec<u8>,
+    /// How buffered bytes are written out and flushed: set by the first
+    /// `poll_write` (which is where `T: Write` is known), so that
+    /// `get_mut` and `into_inner`, which need no `Write` bound, can write
+    /// them out before handing the value over.
+    write_out: Option<WriteOut<T>>,
+    /// A seek asked for by `start_seek`, made at the next `poll_complete`.
+    seek_to: Option<io::SeekFrom>,
     /// The last read step returned end of file.
     eof: bool,
     /// The halves' wakers, and the waker steps are polled with.
@@ -178,6 +188,66 @@ enum Step {
     Read(io::Result<Vec<u8>>),
     Wrote(io::Result<()>),
     Flushed(io::Result<()>),
+    Seeked(io::Result<u64>),
+}
+
+/// Configures an [`Unblock`] or an [`UnblockIter`]: made by
+/// [`Unblock::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build` or `build_iter` is called"]
+pub struct UnblockBuilder {
+    pool: Option<BlockingPool>,
+    capacity: Option<usize>,
+}
+
+impl UnblockBuilder {
+    /// Runs steps on `pool` instead of the default pool.
+    pub fn pool(mut self, pool: BlockingPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// How much one step moves: bytes for an [`Unblock`] (default 64 KiB,
+    /// clamped to 1 ..= 16 MiB: a read step allocates its buffer up front),
+    /// items for an [`UnblockIter`] (default 256, clamped to 1 ..= 2^20,
+    /// and so how many can be buffered).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// Wraps `io`.
+    pub fn build<T: Send + 'static>(self, io: T) -> Unblock<T> {
+        let mut unblock = Unblock::new(io);
+        unblock.pool = self.pool;
+        if let Some(capacity) = self.capacity {
+            unblock.capacity = capacity.clamp(1, 16 << 20);
+        }
+        unblock
+    }
+
+    /// Wraps `iter`.
+    pub fn build_iter<I>(self, iter: I) -> UnblockIter<I>
+    where
+        I: Iterator + Send + 'static,
+        I::Item: Send + 'static,
+    {
+        let mut unblock = UnblockIter::new(iter);
+        unblock.pool = self.pool;
+        if let Some(capacity) = self.capacity {
+            unblock.capacity = capacity.clamp(1, 1 << 20);
+        }
+        unblock
+    }
+}
+
+impl Unblock<()> {
+    /// A builder for an [`Unblock`] or an [`UnblockIter`] with its own pool
+    /// or capacity; [`Unblock::new`] and [`UnblockIter::new`] take the
+    /// defaults.
+    pub fn builder() -> UnblockBuilder {
+        UnblockBuilder::default()
+    }
 }
 
 impl<T: Send + 'static> Unblock<T> {
@@ -190,6 +260,8 @@ impl<T: Send + 'static> Unblock<T> {
             capacity: DEFAULT_CAPACITY,
             read_ahead: VecDeque::new(),
             write_buf: Vec::new(),
+            write_out: None,
+            seek_to: None,
             eof: false,
             step_waker: Waker::from(interest.clone()),
             interest,
@@ -207,19 +279,6 @@ impl<T: Send + 'static> Unblock<T> {
         self.slot.poll_step(&mut step_cx)
     }
 
-    /// Runs steps on `pool` instead of the default pool.
-    pub fn with_pool(mut self, pool: BlockingPool) -> Self {
-        self.pool = Some(pool);
-        self
-    }
-
-    /// Sets how many bytes one step moves (clamped to 1 ..= 16 MiB: a read
-    /// step allocates its buffer up front).
-    pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.clamp(1, 16 << 20);
-        self
-    }
-
     /// Takes in the output of a step that finished while another kind of
     /// operation was waiting for the value.
     fn absorb(&mut self, step: Step) -> io::Result<()> {
@@ -231,6 +290,68 @@ impl<T: Send + 'static> Unblock<T> {
                 Ok(())
             }
             Step::Wrote(result) | Step::Flushed(result) => result,
+            Step::Seeked(result) => result.map(drop),
+        }
+    }
+
+    /// Finishes the step in flight and writes out (and flushes) buffered
+    /// bytes, so the value is idle here with nothing owed to it.
+    fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if let Some(step) = ready!(self.poll_step(cx, Side::Write))? {
+                self.absorb(step)?;
+            }
+            if self.write_buf.is_empty() {
+                return match self.slot {
+                    Slot::Lost => Poll::Ready(Err(lost())),
+                    _ => Poll::Ready(Ok(())),
+                };
+            }
+            let write_out = self
+                .write_out
+                .expect("bytes are buffered only by poll_write, which sets write_out");
+            let buf = std::mem::take(&mut self.write_buf);
+            self.start(move |io| Step::Flushed(write_out(io, &buf)))?;
+        }
+    }
+
+    /// The wrapped value, once the operation in flight has finished and
+    /// buffered writes are written out and flushed.
+    ///
+    /// Bytes already read ahead stay buffered: the next read returns them
+    /// before it reads the value again. So a read through the reference
+    /// sees the value's position past them.
+    ///
+    /// # Errors
+    ///
+    /// The error of the step in flight or of writing the buffer out; an
+    /// error that lost the value (a step that panicked or was refused)
+    /// leaves nothing to return.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future before it resolves leaves the adapter usable:
+    /// the step in flight goes on, and a later operation waits for it.
+    pub fn get_mut(&mut self) -> GetMut<'_, T> {
+        GetMut {
+            unblock: Some(self),
+        }
+    }
+
+    /// The wrapped value, as [`get_mut`](Self::get_mut) settles it. Bytes
+    /// read ahead and not yet read through the adapter are dropped.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_mut`](Self::get_mut).
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future drops the adapter and, once its step in flight
+    /// returns, the value.
+    pub fn into_inner(self) -> IntoInner<T> {
+        IntoInner {
+            unblock: Some(self),
         }
     }
 
@@ -340,6 +461,12 @@ impl<T: Write + Send + 'static> AsyncWrite for Unblock<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.write_out.is_none() {
+            this.write_out = Some(|io: &mut T, buf: &[u8]| {
+                io.write_all(buf)?;
+                io.flush()
+            });
+        }
         if this.write_buf.len() >= this.capacity {
             ready!(this.poll_write_out(cx, false))?;
         }
@@ -364,8 +491,109 @@ impl<T: Write + Send + 'static> AsyncWrite for Unblock<T> {
     }
 }
 
+impl<T: std::io::Seek + Send + 'static> tokio::io::AsyncSeek for Unblock<T> {
+    /// Asks for a seek, made at the next `poll_complete` once buffered
+    /// writes are written out. A position relative to the current one
+    /// counts from what the reader has consumed (read-ahead is dropped).
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        if self.seek_to.is_some() {
+            return Err(io::Error::other(
+                "a seek is already in progress: await poll_complete before starting another",
+            ));
+        }
+        self.seek_to = Some(position);
+        Ok(())
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let this = &mut *self;
+        loop {
+            match ready!(this.poll_step(cx, Side::Read))? {
+                Some(Step::Seeked(result)) => return Poll::Ready(result),
+                Some(other) => this.absorb(other)?,
+                None => {}
+            }
+            if !this.write_buf.is_empty() {
+                ready!(this.poll_settle(cx))?;
+                continue;
+            }
+            // No seek asked for: report the position, as a zero seek would.
+            let position = this.seek_to.take().unwrap_or(io::SeekFrom::Current(0));
+            // The inner value is ahead of the reader by what was read ahead.
+            let ahead = i64::try_from(this.read_ahead.len()).unwrap_or(i64::MAX);
+            let position = match position {
+                io::SeekFrom::Current(offset) => {
+                    io::SeekFrom::Current(offset.saturating_sub(ahead))
+                }
+                other => other,
+            };
+            this.read_ahead.clear();
+            this.eof = false;
+            this.start(move |io| Step::Seeked(io.seek(position)))?;
+        }
+    }
+}
+
 // The wrapped value is moved to and from pool threads, never pinned.
 impl<T: Send + 'static> Unpin for Unblock<T> {}
+
+/// The future of [`Unblock::get_mut`].
+#[must_use = "futures do nothing unless polled"]
+pub struct GetMut<'a, T: Send + 'static> {
+    unblock: Option<&'a mut Unblock<T>>,
+}
+
+impl<'a, T: Send + 'static> Future for GetMut<'a, T> {
+    type Output = io::Result<&'a mut T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let unblock = self
+            .unblock
+            .as_mut()
+            .expect("`GetMut` polled after it resolved");
+        ready!(unblock.poll_settle(cx))?;
+        let unblock = self.unblock.take().expect("checked above");
+        match &mut unblock.slot {
+            Slot::Idle(value) => Poll::Ready(Ok(value)),
+            _ => Poll::Ready(Err(lost())),
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for GetMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetMut").finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Unblock::into_inner`].
+#[must_use = "futures do nothing unless polled"]
+pub struct IntoInner<T: Send + 'static> {
+    unblock: Option<Unblock<T>>,
+}
+
+impl<T: Send + 'static> Future for IntoInner<T> {
+    type Output = io::Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let unblock = self
+            .unblock
+            .as_mut()
+            .expect("`IntoInner` polled after it resolved");
+        ready!(unblock.poll_settle(cx))?;
+        let unblock = self.unblock.take().expect("checked above");
+        match std::mem::replace(&mut { unblock }.slot, Slot::Lost) {
+            Slot::Idle(value) => Poll::Ready(Ok(value)),
+            _ => Poll::Ready(Err(lost())),
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for IntoInner<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoInner").finish_non_exhaustive()
+    }
+}
 
 impl<T: Send + 'static> fmt::Debug for Unblock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -409,7 +637,7 @@ impl<T: Send + 'static> fmt::Debug for Unblock<T> {
 /// step itself while it waits (see the pool's docs): the stream is then
 /// polled only when the step ends, so its items arrive together, and a
 /// producer that waits for a reply to each item waits forever there. Give
-/// the stream a pool of its own ([`with_pool`](Self::with_pool)) in that
+/// the stream a pool of its own ([`UnblockBuilder::pool`]) in that
 /// arrangement.
 ///
 /// # Examples
@@ -519,19 +747,6 @@ where
             failed: None,
             done: false,
         }
-    }
-
-    /// Runs steps on `pool` instead of the default pool.
-    pub fn with_pool(mut self, pool: BlockingPool) -> Self {
-        self.pool = Some(pool);
-        self
-    }
-
-    /// Sets how many items one step pulls at most, and so how many can be
-    /// buffered (clamped to 1 ..= 2^20).
-    pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.clamp(1, 1 << 20);
-        self
     }
 }
 

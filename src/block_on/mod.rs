@@ -184,6 +184,10 @@ where
 }
 
 /// [`block_on_timeout`] with an absolute deadline.
+///
+/// # Errors
+///
+/// As for [`block_on_timeout`].
 #[track_caller]
 pub fn block_on_deadline<F>(future: F, deadline: Instant) -> Result<F::Output, Error>
 where

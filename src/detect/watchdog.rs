@@ -84,6 +84,7 @@ impl fmt::Display for StallReport {
 type Reporter = Arc<dyn Fn(&StallReport) + Send + Sync>;
 
 /// Configures a [`Watchdog`].
+#[must_use = "a builder does nothing until `install` is called"]
 pub struct WatchdogBuilder {
     threshold: Duration,
     reporter: Option<Reporter>,

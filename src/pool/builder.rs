@@ -48,6 +48,7 @@ pub(crate) struct Config {
 /// | [`reject_when_full`](Self::reject_when_full) | false: callers wait for room |
 /// | [`error_sink`](Self::error_sink) | one line on stderr (and a `tracing` event with that feature) |
 /// | [`stack_size`](Self::stack_size) | std's default |
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder {
     name: String,
     max_threads: usize,

@@ -30,6 +30,12 @@ pub(crate) fn install_default(pool: BlockingPool) -> Result<(), ConfigError> {
 /// `COLORSEAM_MAX_THREADS`, `COLORSEAM_QUEUE_CAPACITY`,
 /// `COLORSEAM_MAX_ABANDONED`. A value that does not parse, or a combination
 /// the builder rejects, is reported once on stderr and the defaults are used.
+///
+/// # Panics
+///
+/// Never in practice: if the configuration from the environment is
+/// rejected, the builder's defaults are used, and they are valid (a unit
+/// test checks it). The `expect` that says so names that invariant.
 pub fn default_pool() -> &'static BlockingPool {
     DEFAULT_POOL.get_or_init(|| {
         let mut builder = BlockingPool::builder().name("colorseam-default");

@@ -510,10 +510,20 @@ impl fmt::Debug for BlockingPool {
 
 /// What a [detached](BlockingPool::detach) closure may return: `()`, or a
 /// `Result` whose error is reported to the pool's error sink.
-pub trait Detached: Send + 'static {
+///
+/// Sealed: these are the only two shapes, so the pool can promise where
+/// each failure goes.
+pub trait Detached: Send + 'static + sealed::Sealed {
     /// The closure's failure, if any.
     #[doc(hidden)]
     fn into_detached_result(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+mod sealed {
+    /// Keeps [`Detached`](super::Detached) implemented only here.
+    pub trait Sealed {}
+    impl Sealed for () {}
+    impl<E> Sealed for Result<(), E> {}
 }
 
 impl Detached for () {
