@@ -205,10 +205,13 @@ fn exit_segfault_and_last_words_are_told_apart() {
     runtime().block_on(async {
         let err = pool.call("exit", vec![3]).await.unwrap_err();
         assert!(err.is_crash(), "{err}");
+        // Counted before the caller is told.
+        assert_eq!(pool.metrics().crashed, 1);
         assert_eq!((err.exit_code(), err.signal()), (Some(3), None));
         assert!(err.to_string().contains("with exit code 3"), "{err}");
         let err = pool.call("segv", Vec::new()).await.unwrap_err();
         assert_eq!(err.signal(), Some(11), "{err}");
+        assert_eq!(pool.metrics().crashed, 2);
         let err = pool
             .call("stderr_then_abort", Vec::new())
             .await

@@ -5,6 +5,7 @@
 //! `harness = false`: workers run this binary again, so `main` calls
 //! `Functions::init` before anything else.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -223,6 +224,213 @@ fn configuration_errors_are_errors() {
     assert_eq!(err, colorseam::ConfigError::ZeroQueue);
 }
 
+#[cfg(feature = "process-serde")]
+fn a_typed_call_carries_serde_values_both_ways() {
+    let pool = pool("serde", 1);
+    let rt = runtime();
+    let (sum, len): (u64, usize) = rt
+        .block_on(pool.call_serde("sum", &vec![1u64, 2, 39], Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!((sum, len), (42, 3));
+    // An argument that does not decode is the function's error, not a
+    // crash. (postcard is not self-describing: a value of another type
+    // may decode as garbage instead, so the types must match; `()` is
+    // zero bytes, which no `Vec<u64>` decodes from.)
+    let err = rt
+        .block_on(pool.call_serde::<_, (u64, usize)>("sum", &(), Duration::from_secs(20)))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Job, "{err}");
+    assert!(
+        err.to_string().contains("the argument did not decode"),
+        "{err}"
+    );
+    // A result that does not decode is an error at the caller (a third
+    // field the two-field result does not have).
+    let err = rt
+        .block_on(pool.call_serde::<_, (u64, usize, u64)>(
+            "sum",
+            &vec![1u64],
+            Duration::from_secs(20),
+        ))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Job, "{err}");
+    assert!(err.to_string().contains("did not decode"), "{err}");
+}
+
+#[cfg(not(feature = "process-serde"))]
+fn a_typed_call_carries_serde_values_both_ways() {}
+
+fn a_full_queue_refuses_or_times_out_waiting_for_room() {
+    let pool = ProcessPool::builder()
+        .name("full")
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let rt = runtime();
+    let long = || 400u64.to_le_bytes().to_vec();
+    let running = pool.call("sleep_ms", long());
+    let queued = pool.call("sleep_ms", long());
+    let err = rt
+        .block_on(pool.try_call("echo", Vec::new(), Duration::from_secs(5)))
+        .unwrap_err();
+    assert!(err.is_saturated(), "{err}");
+    let err = rt
+        .block_on(pool.call_timeout("echo", Vec::new(), Duration::from_millis(50)))
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.phase(), Some(colorseam::Phase::WaitingForRoom));
+    rt.block_on(running).unwrap();
+    rt.block_on(queued).unwrap();
+    let o = pool.metrics().pool.outcomes;
+    assert_eq!(
+        (o.rejected, o.timed_out_waiting_for_room, o.completed),
+        (1, 1, 2)
+    );
+}
+
+fn a_paused_clock_neither_cuts_a_call_short_nor_stops_its_deadline() {
+    let pool = pool("paused", 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // 100 ms of real work under a 10 s deadline: the idle runtime's
+        // clock jumps ahead, the call is not cut short.
+        pool.call_timeout(
+            "sleep_ms",
+            100u64.to_le_bytes().to_vec(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        // And a real 100 ms deadline still fires, in real time.
+        let started = std::time::Instant::now();
+        let err = pool
+            .call_timeout("spin", Vec::new(), Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(err.is_killed(), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    });
+}
+
+fn a_call_driven_by_another_executor_has_its_deadline() {
+    let pool = pool("executor", 1);
+    let out = futures::executor::block_on(pool.call("echo", b"plain".to_vec())).unwrap();
+    assert_eq!(out, b"plain");
+    let err = futures::executor::block_on(pool.call_timeout(
+        "spin",
+        Vec::new(),
+        Duration::from_millis(50),
+    ))
+    .unwrap_err();
+    assert!(err.is_timeout() && err.is_killed(), "{err}");
+}
+
+fn a_call_on_a_local_set_of_a_current_thread_runtime_completes() {
+    let pool = pool("local", 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let out = local.block_on(&rt, async move {
+        tokio::task::spawn_local(async move { pool.call("echo", b"local".to_vec()).await })
+            .await
+            .unwrap()
+    });
+    assert_eq!(out.unwrap(), b"local");
+}
+
+/// A waker that re-enters the pool when woken: reads its metrics and
+/// makes a call of its own (never awaited: dropped, which cancels it).
+struct Reenter {
+    pool: ProcessPool,
+    woken: std::sync::atomic::AtomicUsize,
+    panics: bool,
+}
+
+impl futures::task::ArcWake for Reenter {
+    fn wake_by_ref(this: &std::sync::Arc<Self>) {
+        this.woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = this.pool.metrics();
+        drop(this.pool.call("echo", Vec::new()));
+        if this.panics {
+            panic!("a waker that panics");
+        }
+    }
+}
+
+fn a_waker_may_re_enter_the_pool_or_panic_and_the_pool_goes_on() {
+    for panics in [false, true] {
+        let pool = pool(
+            if panics {
+                "waker-panics"
+            } else {
+                "waker-reenters"
+            },
+            1,
+        );
+        let waker = std::sync::Arc::new(Reenter {
+            pool: pool.clone(),
+            woken: std::sync::atomic::AtomicUsize::new(0),
+            panics,
+        });
+        let mut call = Box::pin(pool.call("sleep_ms", 20u64.to_le_bytes().to_vec()));
+        let w = futures::task::waker(waker.clone());
+        let mut cx = std::task::Context::from_waker(&w);
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert!(process_support::eventually(Duration::from_secs(20), || {
+            waker.woken.load(std::sync::atomic::Ordering::SeqCst) > 0
+        }));
+        match call.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => assert_eq!(out.unwrap(), Vec::<u8>::new()),
+            std::task::Poll::Pending => panic!("woken but not ready"),
+        }
+        let out = runtime()
+            .block_on(pool.call("echo", b"on".to_vec()))
+            .unwrap();
+        assert_eq!(out, b"on");
+    }
+}
+
+fn many_threads_on_one_handle_all_get_their_answers_within_the_bound() {
+    let pool = pool("shared", 2);
+    let threads: Vec<_> = (0..8u8)
+        .map(|i| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for j in 0..25u8 {
+                    let out = pool
+                        .call_blocking("echo", vec![i, j], Duration::from_secs(30))
+                        .unwrap();
+                    assert_eq!(out, vec![i, j]);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let m = pool.metrics();
+    assert_eq!(m.pool.outcomes.completed, 200);
+    assert!(m.pool.threads.peak <= 2 && m.started <= 2, "{m:?}");
+}
+
+fn a_sync_call_from_spawn_blocking_works() {
+    let pool = pool("spawn-blocking", 1);
+    let rt = runtime();
+    let out = rt
+        .block_on(rt.spawn_blocking(move || {
+            pool.call_blocking("echo", b"sb".to_vec(), Duration::from_secs(20))
+        }))
+        .unwrap();
+    assert_eq!(out.unwrap(), b"sb");
+}
+
 const CASES: &[Case] = &[
     (
         "a_call_round_trips_its_bytes_through_a_worker_process",
@@ -275,6 +483,38 @@ const CASES: &[Case] = &[
     (
         "configuration_errors_are_errors",
         configuration_errors_are_errors,
+    ),
+    (
+        "a_typed_call_carries_serde_values_both_ways",
+        a_typed_call_carries_serde_values_both_ways,
+    ),
+    (
+        "a_full_queue_refuses_or_times_out_waiting_for_room",
+        a_full_queue_refuses_or_times_out_waiting_for_room,
+    ),
+    (
+        "a_paused_clock_neither_cuts_a_call_short_nor_stops_its_deadline",
+        a_paused_clock_neither_cuts_a_call_short_nor_stops_its_deadline,
+    ),
+    (
+        "a_call_driven_by_another_executor_has_its_deadline",
+        a_call_driven_by_another_executor_has_its_deadline,
+    ),
+    (
+        "a_call_on_a_local_set_of_a_current_thread_runtime_completes",
+        a_call_on_a_local_set_of_a_current_thread_runtime_completes,
+    ),
+    (
+        "a_waker_may_re_enter_the_pool_or_panic_and_the_pool_goes_on",
+        a_waker_may_re_enter_the_pool_or_panic_and_the_pool_goes_on,
+    ),
+    (
+        "many_threads_on_one_handle_all_get_their_answers_within_the_bound",
+        many_threads_on_one_handle_all_get_their_answers_within_the_bound,
+    ),
+    (
+        "a_sync_call_from_spawn_blocking_works",
+        a_sync_call_from_spawn_blocking_works,
     ),
 ];
 

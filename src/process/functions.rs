@@ -147,6 +147,12 @@ impl Functions {
     /// An input that does not decode as `A` fails the call with an error of
     /// kind [`ErrorKind::Job`](crate::ErrorKind::Job).
     ///
+    /// # Caveats
+    ///
+    /// postcard is not self-describing: a value of another type than `A`
+    /// may decode as a wrong `A` rather than fail, so caller and function
+    /// must agree on the types (keep them in one module both use).
+    ///
     /// # Panics
     ///
     /// See [`Functions`].

@@ -2,6 +2,7 @@
 
 use std::panic::Location;
 use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::Instant;
@@ -140,19 +141,31 @@ impl Job {
         }
     }
 
-    /// Delivers `outcome` if the job is still running (or queued, for a
-    /// pool-side end); returns false when someone else ended it first, and
-    /// then drops the outcome. Wakes the caller.
-    pub(crate) fn finish(&self, outcome: Result<Vec<u8>, Error>) -> bool {
+    /// Delivers `outcome` if the job is still queued or running (only
+    /// queued, with `queued_only`); returns false when someone else ended
+    /// it first, and then drops the outcome. `count` is bumped under the
+    /// job's lock, before the caller can see the outcome, so a caller that
+    /// has its result reads metrics that include it. Wakes the caller.
+    pub(crate) fn finish(
+        &self,
+        outcome: Result<Vec<u8>, Error>,
+        queued_only: bool,
+        count: &[&AtomicU64],
+    ) -> bool {
         let delivered = {
             let mut state = lock(&self.state);
-            match *state {
-                State::Queued | State::Running { .. } => {
-                    *state = State::Finished(Some(outcome));
-                    true
-                }
+            let open = match *state {
+                State::Queued => true,
+                State::Running { .. } => !queued_only,
                 State::Finished(_) | State::Left => false,
+            };
+            if open {
+                *state = State::Finished(Some(outcome));
+                for counter in count {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            open
         };
         if delivered {
             self.wake();

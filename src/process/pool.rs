@@ -170,7 +170,7 @@ impl Inner {
                     .error(ErrorKind::SpawnFailed, None)
                     .with_phase(Phase::Queued)
                     .with_source(Box::new(io::Error::new(e.kind(), e.to_string())));
-                if job.finish(Err(error)) {
+                if job.finish(Err(error), false, &[]) {
                     job.release_permit();
                 }
             }
@@ -320,9 +320,8 @@ impl Inner {
         let error = job
             .error(ErrorKind::ShutDown, None)
             .with_phase(Phase::Queued);
-        let ended = matches!(*lock(&job.state), State::Queued) && job.finish(Err(error));
+        let ended = job.finish(Err(error), true, &[&self.counters.shut_down]);
         if ended {
-            bump(&self.counters.shut_down);
             job.release_permit();
         }
         ended
@@ -349,10 +348,9 @@ impl Inner {
                 },
             )
             .with_phase(Phase::Running);
-        if job.finish(Err(error)) {
+        let counted = [&self.counters.shut_down, &self.counters.killed];
+        if job.finish(Err(error), false, &counted) {
             job::kill(&child);
-            bump(&self.counters.shut_down);
-            bump(&self.counters.killed);
             true
         } else {
             false
@@ -550,7 +548,7 @@ fn supervise(inner: &Arc<Inner>, slot: usize) {
                         .error(ErrorKind::SpawnFailed, None)
                         .with_phase(Phase::Queued)
                         .with_source(e.into());
-                    if job.finish(Err(error)) {
+                    if job.finish(Err(error), false, &[]) {
                         job.release_permit();
                     }
                     last_start_error = None;
@@ -581,9 +579,7 @@ fn supervise(inner: &Arc<Inner>, slot: usize) {
                     Err(_) => &inner.counters.failed,
                 };
                 leave_running(inner, &job);
-                if job.finish(outcome) {
-                    bump(counter);
-                }
+                job.finish(outcome, false, &[counter]);
                 None
             }
             Ran::Died { deadline_passed } => Some(deadline_passed),
@@ -755,13 +751,13 @@ fn settle_dead(
         job.error_with(ErrorKind::Crashed, info)
             .with_phase(Phase::Running)
     };
-    if job.finish(Err(error)) {
-        if deadline_passed {
-            bump(&inner.counters.timed_out_running);
-            bump(&inner.counters.killed);
-        } else {
-            bump(&inner.counters.crashed);
-        }
+    let c = &inner.counters;
+    let counted: &[&AtomicU64] = if deadline_passed {
+        &[&c.timed_out_running, &c.killed]
+    } else {
+        &[&c.crashed]
+    };
+    if job.finish(Err(error), false, counted) {
         #[cfg(feature = "tracing")]
         tracing::warn!(
             pool = %inner.config.name,

@@ -13,7 +13,7 @@ use colorseam::process::Functions;
 
 /// The functions every process test binary registers.
 pub fn functions() -> Functions {
-    Functions::new()
+    let functions = Functions::new()
         .add("echo", |input: &[u8]| input.to_vec())
         .add("pid", |_: &[u8]| std::process::id().to_le_bytes().to_vec())
         .add("spin", |_: &[u8]| {
@@ -64,7 +64,12 @@ pub fn functions() -> Functions {
         .add("stderr_then_abort", |_: &[u8]| {
             eprintln!("parser: giving up on page 3");
             std::process::abort()
-        })
+        });
+    #[cfg(feature = "process-serde")]
+    let functions = functions.add_serde("sum", |numbers: Vec<u64>| -> (u64, usize) {
+        (numbers.iter().sum(), numbers.len())
+    });
+    functions
 }
 
 pub type Case = (&'static str, fn());
