@@ -123,6 +123,7 @@
 //! | --- | --- |
 //! | `tracing` | `tracing` events at pool decisions (admission, timeouts, abandonment, shutdown), the caller's span entered on the pool thread, detached failures routed there |
 //! | `process` | [`process`]: a pool of worker processes whose jobs are killed at their deadline (Unix) |
+//! | `process-serde` | `process` plus typed calls: [`process::Functions::add_serde`] and `ProcessPool::call_serde`, arguments and results in postcard |
 //! | `metrics` | `metrics::publish()`: every pool's and adapter's gauges, counters and latency histograms through the `metrics` crate facade |
 //!
 //! # Minimum supported Rust version

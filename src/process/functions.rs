@@ -157,6 +157,7 @@ impl Functions {
     ///
     /// See [`Functions`].
     #[cfg(feature = "process-serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "process-serde")))]
     pub fn add_serde<A, R, F>(self, name: &str, f: F) -> Self
     where
         A: serde::de::DeserializeOwned,

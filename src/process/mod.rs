@@ -261,6 +261,7 @@ impl ProcessPool {
     /// As for [`Call`]; an argument that does not encode or a result that
     /// does not decode as `R` is an error of kind [`ErrorKind::Job`].
     #[cfg(feature = "process-serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "process-serde")))]
     #[track_caller]
     pub fn call_serde<A, R>(&self, function: &str, arg: &A, timeout: Duration) -> CallSerde<R>
     where
@@ -629,6 +630,7 @@ impl Builder {
 
 #[cfg(feature = "process-serde")]
 pin_project_lite::pin_project! {
+    #[cfg_attr(docsrs, doc(cfg(feature = "process-serde")))]
     /// The future of [`ProcessPool::call_serde`]: a [`Call`] whose output
     /// is decoded from postcard.
     ///
