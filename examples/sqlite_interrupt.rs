@@ -36,13 +36,14 @@ fn open() -> rusqlite::Connection {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let db = ThreadBound::new("sqlite", open)
-        .expect("a valid adapter name")
-        .with_timeout(DEADLINE)
+    let db = ThreadBound::builder("sqlite", open)
+        .default_timeout(DEADLINE)
         .interrupt_with(|conn: &rusqlite::Connection| {
             let handle = conn.get_interrupt_handle();
             move || handle.interrupt()
-        });
+        })
+        .build()
+        .expect("a valid adapter name");
     let version: String = db
         .call(|conn| conn.query_row("SELECT sqlite_version()", [], |row| row.get(0)))
         .await
@@ -91,9 +92,10 @@ async fn main() {
     );
 
     println!("without an interrupter:");
-    let plain = ThreadBound::new("sqlite-plain", open)
-        .expect("a valid adapter name")
-        .with_timeout(DEADLINE);
+    let plain = ThreadBound::builder("sqlite-plain", open)
+        .default_timeout(DEADLINE)
+        .build()
+        .expect("a valid adapter name");
     let called = Instant::now();
     let err = plain
         .call(|conn| conn.query_row(ENDLESS, [], |row| row.get::<_, i64>(0)))

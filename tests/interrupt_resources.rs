@@ -208,12 +208,13 @@ fn sqlite_interrupter(conn: &rusqlite::Connection) -> impl FnOnce() + Send + 'st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_query_behind_thread_bound_stops_at_its_deadline_and_the_next_call_is_served() {
-    let db = ThreadBound::new("res-sqlite", || {
+    let db = ThreadBound::builder("res-sqlite", || {
         rusqlite::Connection::open_in_memory().unwrap()
     })
-    .unwrap()
-    .with_timeout(Duration::from_millis(200))
-    .interrupt_with(sqlite_interrupter);
+    .default_timeout(Duration::from_millis(200))
+    .interrupt_with(sqlite_interrupter)
+    .build()
+    .unwrap();
     // The first call makes the connection.
     assert_eq!(
         db.call(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
@@ -265,8 +266,8 @@ async fn a_sqlite_connection_behind_for_async_is_interrupted_and_serves_again() 
     // `Connection` is `Send` but not `Sync`: a `Mutex` makes it shareable,
     // and the interrupter reaches through it by its handle, made per call.
     let db = ForAsync::builder("res-sqlite-fa")
-        .limit(1)
-        .timeout(Duration::from_millis(100))
+        .max_threads(1)
+        .default_timeout(Duration::from_millis(100))
         .interrupt_with(|conn: &std::sync::Mutex<rusqlite::Connection>| {
             let handle = conn.lock().unwrap().get_interrupt_handle();
             move || handle.interrupt()
@@ -309,10 +310,11 @@ async fn a_thread_bound_call_that_reenters_its_adapter_is_still_interrupted() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
     let conn = Arc::new(
-        ThreadBound::new("res-reenter", move || TcpStream::connect(addr).unwrap())
-            .unwrap()
-            .with_timeout(Duration::from_millis(100))
-            .interrupt_with(|s: &TcpStream| interrupt::shutdown_tcp(s).unwrap()),
+        ThreadBound::builder("res-reenter", move || TcpStream::connect(addr).unwrap())
+            .default_timeout(Duration::from_millis(100))
+            .interrupt_with(|s: &TcpStream| interrupt::shutdown_tcp(s).unwrap())
+            .build()
+            .unwrap(),
     );
     let own_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (c, o) = (conn.clone(), own_ran.clone());

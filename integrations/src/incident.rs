@@ -152,7 +152,7 @@ pub fn run(handler: Handler, config: &Config) -> std::io::Result<Report> {
         Handler::Naive => Sdk::Naive(raw.clone()),
         Handler::Colorseam => Sdk::Colorseam(
             ForAsync::builder("vendor-sdk")
-                .limit(config.sdk_limit)
+                .max_threads(config.sdk_limit)
                 .queue_capacity(config.slow_requests.max(1))
                 .build(raw.clone())
                 .map_err(std::io::Error::other)?,
