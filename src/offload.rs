@@ -260,17 +260,20 @@ impl<T: Send + 'static> Future for Offload<T> {
                         return Poll::Ready(Err(error));
                     }
                     Poll::Pending => {
+                        let passed = deadline_passed(this.deadline.as_mut(), cx);
                         // A nested offload polled by the `block_on` of a job
                         // of this pool takes that job's permit: the job waits
                         // for it, so the two count as one (`pool::loan`).
-                        if let Some((permit, lender)) = crate::pool::loan::borrow(pool) {
-                            *this.room = None;
-                            job.set_borrowed_permit(permit, lender);
-                            let (job, pool) = (job.clone(), pool.clone());
-                            *this.state = submitted(&pool, job);
-                            continue;
+                        if !passed {
+                            if let Some((permit, lender)) = crate::pool::loan::borrow(pool) {
+                                *this.room = None;
+                                job.set_borrowed_permit(permit, lender);
+                                let (job, pool) = (job.clone(), pool.clone());
+                                *this.state = submitted(&pool, job);
+                                continue;
+                            }
                         }
-                        if !deadline_passed(this.deadline.as_mut(), cx) {
+                        if !passed {
                             hold_helping(this.hold, this.deadline.is_some());
                             if this.room.is_none() {
                                 *this.room = crate::pool::help::room_wanted_here(pool);
