@@ -147,3 +147,25 @@ async fn the_guard_fails_the_test_when_dropped_after_hidden_blocking() {
     let _guard = deny_blocking(THRESHOLD);
     std::thread::sleep(Duration::from_millis(200));
 }
+
+#[test]
+fn a_guard_dropped_while_the_test_panics_does_not_panic_again() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let _guard = deny_blocking(THRESHOLD);
+            std::thread::sleep(Duration::from_millis(200)); // blocking the guard saw
+            panic!("the test's own failure");
+        })
+    }));
+    // Had the guard panicked during the unwinding, the process would have
+    // aborted; the payload is the test's own.
+    let payload = outcome.expect_err("the body panicked");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"the test's own failure")
+    );
+}

@@ -16,6 +16,7 @@ fn without_proc_a_stall_is_reported_as_before_with_no_wait() {
     override_proc_root(Some(empty.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
         .build()
         .expect("a runtime");
     let (tx, rx) = channel();
@@ -46,7 +47,27 @@ fn without_proc_a_stall_is_reported_as_before_with_no_wait() {
         }
         ongoing.push(report);
     }
+    // A stuck pool call is listed, with nothing said of its wait.
+    let pool = colorseam::BlockingPool::builder()
+        .name("no-proc-pool")
+        .build()
+        .expect("a pool");
+    let (tx, rx) = channel::<()>();
+    let err = rt
+        .block_on(pool.offload_timeout(
+            move || {
+                let _ = rx.recv_timeout(Duration::from_secs(20));
+            },
+            Duration::from_millis(20),
+        ))
+        .expect_err("times out");
+    assert!(err.is_timeout(), "{err}");
+    let stuck = pool.stuck_calls();
+    drop(tx);
     override_proc_root(None);
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0].wait, None, "{}", stuck[0]);
+    assert!(!stuck[0].to_string().contains("blocked"), "{}", stuck[0]);
     assert!(!ongoing.is_empty(), "the stall was reported");
     for report in &ongoing {
         assert_eq!(report.wait, None, "{report}");
