@@ -538,6 +538,11 @@ impl<T: std::io::Seek + Send + 'static> tokio::io::AsyncSeek for Unblock<T> {
 impl<T: Send + 'static> Unpin for Unblock<T> {}
 
 /// The future of [`Unblock::get_mut`].
+///
+/// # Cancellation
+///
+/// Dropping it leaves the adapter usable: the step in flight goes on, and
+/// the next operation waits for it.
 #[must_use = "futures do nothing unless polled"]
 pub struct GetMut<'a, T: Send + 'static> {
     unblock: Option<&'a mut Unblock<T>>,
@@ -567,6 +572,11 @@ impl<T: Send + 'static> fmt::Debug for GetMut<'_, T> {
 }
 
 /// The future of [`Unblock::into_inner`].
+///
+/// # Cancellation
+///
+/// Dropping it drops the adapter and, once its step in flight returns on
+/// its pool thread, the value.
 #[must_use = "futures do nothing unless polled"]
 pub struct IntoInner<T: Send + 'static> {
     unblock: Option<Unblock<T>>,

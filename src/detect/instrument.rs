@@ -244,6 +244,11 @@ pin_project_lite::pin_project! {
     /// Returned by [`instrument`]. It behaves exactly like the future it
     /// wraps, plus two clock reads and a few plain (not read-modify-write)
     /// atomic stores per poll.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping it drops the wrapped future, as dropping that future
+    /// would, and removes the task from what the watchdog can name.
     #[must_use = "futures do nothing unless polled"]
     pub struct Instrumented<F> {
         #[pin]
