@@ -28,17 +28,38 @@ fn pool(name: &str, threads: usize, queue: usize) -> BlockingPool {
         .unwrap()
 }
 
-/// A sandwich from a plain thread: an outer offload that, once `go` says
-/// so, calls `block_on` on a nested offload to the same pool.
-fn sandwich(pool: &BlockingPool, started: mpsc::Sender<()>, go: Gate, value: u64) -> u64 {
-    let p = pool.clone();
-    colorseam::block_on(pool.offload(move || {
-        let _ = started.send(());
-        go.wait(Duration::from_secs(20));
-        colorseam::block_on(async move { p.offload(move || value).await.unwrap() }).unwrap()
-    }))
-    .unwrap()
-    .unwrap()
+/// Two outer jobs that hold every permit of a one-thread pool with a
+/// queue of one (the first runs, the second is queued), each then running
+/// `inner` inside its job, where `inner` waits for nested work. Returns
+/// both results, or fails the test if they do not come within `LIMIT`.
+fn two_outers_on_a_full_pool<R: Send + 'static>(
+    pool: &BlockingPool,
+    what: &str,
+    inner: impl Fn(BlockingPool) -> R + Clone + Send + Sync + 'static,
+) -> (R, R) {
+    let go = Gate::new();
+    let (started, outer_started) = mpsc::channel();
+    let outer = |started: mpsc::Sender<()>| {
+        let (pool, go, inner) = (pool.clone(), go.clone(), inner.clone());
+        std::thread::spawn(move || {
+            let p = pool.clone();
+            colorseam::block_on(pool.offload(move || {
+                let _ = started.send(());
+                go.wait(Duration::from_secs(20));
+                inner(p)
+            }))
+            .unwrap()
+            .unwrap()
+        })
+    };
+    let a = outer(started.clone());
+    // The second outer job is admitted (the queue's one place) while the
+    // first holds the thread: every permit is held by an outer job.
+    outer_started.recv_timeout(LIMIT).unwrap();
+    let b = outer(started);
+    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 1));
+    go.open();
+    within(LIMIT, what, move || (a.join().unwrap(), b.join().unwrap()))
 }
 
 /// Fills every permit with gated jobs through `try_offload`, then checks
@@ -73,27 +94,10 @@ fn assert_permits_exact(pool: &BlockingPool, permits: usize) {
 #[test]
 fn two_sandwiches_on_one_thread_and_a_queue_of_one_both_complete() {
     let pool = pool("loan-two", 1, 1);
-    let go = Gate::new();
-    let (started, outer_started) = mpsc::channel();
-    let a = {
-        let (pool, go, started) = (pool.clone(), go.clone(), started.clone());
-        std::thread::spawn(move || sandwich(&pool, started, go, 1))
-    };
-    // The second outer job is admitted (the queue's one place) while the
-    // first holds the thread: every permit is held by an outer job.
-    outer_started.recv_timeout(LIMIT).unwrap();
-    let b = {
-        let (pool, go) = (pool.clone(), go.clone());
-        std::thread::spawn(move || sandwich(&pool, started, go, 2))
-    };
-    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 1));
-    go.open();
-    let sum = within(
-        LIMIT,
-        "two sandwiches on a full one-thread pool",
-        move || a.join().unwrap() + b.join().unwrap(),
-    );
-    assert_eq!(sum, 3);
+    let (a, b) = two_outers_on_a_full_pool(&pool, "two sandwiches on a full pool", |p| {
+        colorseam::block_on(async move { p.offload(|| 1u64).await.unwrap() }).unwrap()
+    });
+    assert_eq!(a + b, 2);
     assert_permits_exact(&pool, 2);
 }
 
@@ -135,31 +139,11 @@ fn six_callers_making_twenty_sandwiches_each_on_two_threads_and_a_queue_of_one_a
 #[test]
 fn a_nested_offload_built_before_block_on_polls_it_borrows_its_jobs_permit() {
     let pool = pool("loan-built-before", 1, 1);
-    let go = Gate::new();
-    let (started, outer_started) = mpsc::channel();
-    let outer = |pool: &BlockingPool, go: Gate, started: mpsc::Sender<()>, value: u64| {
-        let p = pool.clone();
-        let pool = pool.clone();
-        std::thread::spawn(move || {
-            colorseam::block_on(pool.offload(move || {
-                let _ = started.send(());
-                go.wait(Duration::from_secs(20));
-                let nested = p.offload(move || value);
-                colorseam::block_on(nested).unwrap().unwrap()
-            }))
-            .unwrap()
-            .unwrap()
-        })
-    };
-    let a = outer(&pool, go.clone(), started.clone(), 10);
-    outer_started.recv_timeout(LIMIT).unwrap();
-    let b = outer(&pool, go.clone(), started, 20);
-    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 1));
-    go.open();
-    let sum = within(LIMIT, "sandwiches built before block_on", move || {
-        a.join().unwrap() + b.join().unwrap()
+    let (a, b) = two_outers_on_a_full_pool(&pool, "sandwiches built before block_on", |p| {
+        let nested = p.offload(|| 10u64);
+        colorseam::block_on(nested).unwrap().unwrap()
     });
-    assert_eq!(sum, 30);
+    assert_eq!(a + b, 20);
     assert_permits_exact(&pool, 2);
 }
 
@@ -168,39 +152,18 @@ fn a_nested_offload_built_before_block_on_polls_it_borrows_its_jobs_permit() {
 #[test]
 fn a_three_level_sandwich_on_a_full_one_thread_pool_completes() {
     let pool = pool("loan-deep", 1, 1);
-    let go = Gate::new();
-    let (started, outer_started) = mpsc::channel();
-    let deep = |pool: &BlockingPool, go: Gate, started: mpsc::Sender<()>| {
-        let (p1, pool) = (pool.clone(), pool.clone());
-        std::thread::spawn(move || {
-            colorseam::block_on(pool.offload(move || {
-                let _ = started.send(());
-                go.wait(Duration::from_secs(20));
-                let p2 = p1.clone();
-                colorseam::block_on(async move {
-                    p1.offload(move || {
-                        colorseam::block_on(async move { p2.offload(|| 3u32).await.unwrap() })
-                            .unwrap()
-                            * 2
-                    })
-                    .await
-                    .unwrap()
-                })
-                .unwrap()
-            }))
-            .unwrap()
+    let (a, b) = two_outers_on_a_full_pool(&pool, "two three-level sandwiches", |p1| {
+        let p2 = p1.clone();
+        colorseam::block_on(async move {
+            p1.offload(move || {
+                colorseam::block_on(async move { p2.offload(|| 3u32).await.unwrap() }).unwrap() * 2
+            })
+            .await
             .unwrap()
         })
-    };
-    let a = deep(&pool, go.clone(), started.clone());
-    outer_started.recv_timeout(LIMIT).unwrap();
-    let b = deep(&pool, go.clone(), started);
-    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 1));
-    go.open();
-    let sum = within(LIMIT, "two three-level sandwiches", move || {
-        a.join().unwrap() + b.join().unwrap()
+        .unwrap()
     });
-    assert_eq!(sum, 12);
+    assert_eq!(a + b, 12);
     assert_permits_exact(&pool, 2);
 }
 
@@ -210,33 +173,14 @@ fn a_three_level_sandwich_on_a_full_one_thread_pool_completes() {
 #[test]
 fn two_joined_nested_offloads_of_one_job_take_one_loan_and_both_complete() {
     let pool = pool("loan-joined", 1, 1);
-    let go = Gate::new();
-    let (started, outer_started) = mpsc::channel();
-    let joined = |pool: &BlockingPool, go: Gate, started: mpsc::Sender<()>| {
-        let (p, pool) = (pool.clone(), pool.clone());
-        std::thread::spawn(move || {
-            colorseam::block_on(pool.offload(move || {
-                let _ = started.send(());
-                go.wait(Duration::from_secs(20));
-                colorseam::block_on(async move {
-                    let (a, b) = futures::join!(p.offload(|| 1u32), p.offload(|| 2u32));
-                    a.unwrap() + b.unwrap()
-                })
-                .unwrap()
-            }))
-            .unwrap()
-            .unwrap()
+    let (a, b) = two_outers_on_a_full_pool(&pool, "joined nested offloads on a full pool", |p| {
+        colorseam::block_on(async move {
+            let (a, b) = futures::join!(p.offload(|| 1u32), p.offload(|| 2u32));
+            a.unwrap() + b.unwrap()
         })
-    };
-    let a = joined(&pool, go.clone(), started.clone());
-    outer_started.recv_timeout(LIMIT).unwrap();
-    let b = joined(&pool, go.clone(), started);
-    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 1));
-    go.open();
-    let sum = within(LIMIT, "joined nested offloads on a full pool", move || {
-        a.join().unwrap() + b.join().unwrap()
+        .unwrap()
     });
-    assert_eq!(sum, 6);
+    assert_eq!(a + b, 6);
     assert_permits_exact(&pool, 2);
 }
 
