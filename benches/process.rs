@@ -7,7 +7,7 @@
 //!   running (workers are reused; no spawn per call).
 //! - `replace`: the cost of losing a worker: a call whose worker dies
 //!   (`exit`), then a call that needs the replacement, and, apart, a call
-//!   killed at a 1 ms deadline then the next call. Each iteration is one
+//!   killed at a 5 ms deadline then the next call. Each iteration is one
 //!   worker reaped and one started.
 //! - `spawn_floor`: a bare `std::process::Command` of this binary (as a
 //!   worker, answering nothing) spawned and reaped: the floor under

@@ -186,7 +186,10 @@ impl Functions {
     /// # Caveats
     ///
     /// Anything `main` does before `init` (or statics and constructors that
-    /// run before `main`) runs in every worker too.
+    /// run before `main`) runs in every worker too. That includes the
+    /// runtime `#[tokio::main]` builds before the body of `main` runs:
+    /// prefer a plain `fn main` that calls `init` and then builds the
+    /// runtime, so workers start no runtime threads they never use.
     pub fn init(self) {
         if let Some(spec) = std::env::var_os(WORKER_ENV) {
             let spec = spec.to_string_lossy().into_owned();
@@ -292,6 +295,12 @@ fn run_call(functions: &Functions, body: &[u8]) -> Reply {
         return Reply::Unknown;
     };
     match catch_unwind(AssertUnwindSafe(|| func(input))) {
+        // Past the frame limit the reply could not be sent; say so rather
+        // than die and leave the pool to guess.
+        Ok(Ok(out)) if out.len() >= frame::MAX_FRAME => Reply::Failed(format!(
+            "the output of {} bytes is over the 1 GiB frame limit",
+            out.len()
+        )),
         Ok(Ok(out)) => Reply::Ok(out),
         Ok(Err(message)) => Reply::Failed(message),
         Err(payload) => {

@@ -653,6 +653,18 @@ fn run_job(job: &Job, w: &mut Worker) -> Ran {
     let len = u16::try_from(name.len())
         .expect("names are checked to be at most 1,024 bytes")
         .to_le_bytes();
+    if input.len() + name.len() + 2 >= frame::MAX_FRAME {
+        return Ran::Reply(Err(job
+            .error(ErrorKind::Job, Some(w.pid))
+            .with_phase(Phase::Running)
+            .with_source(
+                format!(
+                    "the input of {} bytes is over the 1 GiB frame limit",
+                    input.len()
+                )
+                .into(),
+            )));
+    }
     let mut out = &w.stream;
     if frame::write_frame(
         &mut out,
