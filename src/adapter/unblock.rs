@@ -509,6 +509,10 @@ impl<T: std::io::Seek + Send + 'static> tokio::io::AsyncSeek for Unblock<T> {
         let this = &mut *self;
         loop {
             match ready!(this.poll_step(cx, Side::Read))? {
+                // A seek asked for after this step started (its own
+                // `poll_complete` was dropped) is the one to answer: the
+                // stale step's position is not where the caller asked.
+                Some(Step::Seeked(_stale)) if this.seek_to.is_some() => {}
                 Some(Step::Seeked(result)) => return Poll::Ready(result),
                 Some(other) => this.absorb(other)?,
                 None => {}
