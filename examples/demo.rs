@@ -528,16 +528,18 @@ fn print_wall_time_note(reports: &[Report]) {
     let floor = SDK_NORMAL * u32::try_from(waves).unwrap_or(u32::MAX);
     println!(
         "- wall time: colorseam took {} where spawn_blocking took {}, because it ran the {CALLS} calls \
-         on at most\n  {} pool threads (its bound is {POOL_MAX_THREADS}; {waves} waves of {} are at least {}), \
-         while spawn_blocking started a thread\n  per call in flight (the process peaked at {} threads \
-         against colorseam's {}). The bound bought that:\n  a hung dependency and a burst cost at most \
-         {POOL_MAX_THREADS} + {POOL_MAX_ABANDONED} threads, however many requests arrive, and the \
-         runtime dropped at once.",
+         {POOL_MAX_THREADS} at a time\n  ({waves} waves of {} take at least {}; the pool peaked at {} \
+         threads, replacements for hung calls included), while\n  spawn_blocking ran every call in \
+         flight at once on a thread of its own (the process peaked at {} threads against\n  \
+         colorseam's {}). What the bound bought: a burst and a hung dependency cost at most \
+         {POOL_MAX_THREADS} + {POOL_MAX_ABANDONED} threads,\n  however many requests arrive \
+         (spawn_blocking's grow with the load, up to tokio's default of 512), and the runtime\n  \
+         dropped at once.",
         human(colorseam.wall),
         human(spawn_blocking.wall),
-        pool_peak.map_or_else(|| "n/a".to_owned(), |n| n.to_string()),
         human(SDK_NORMAL),
         human(floor),
+        pool_peak.map_or_else(|| "n/a".to_owned(), |n| n.to_string()),
         threads(spawn_blocking),
         threads(colorseam),
     );
