@@ -36,9 +36,14 @@ fn pool_handles_and_their_values_are_send_sync_unpin_and_unwind_safe() {
     value::<colorseam::metrics::OutcomeCounters>();
     value::<colorseam::metrics::Latency>();
     value::<colorseam::metrics::StuckCall>();
+    value::<colorseam::metrics::InterruptCounters>();
     send_sync::<colorseam::job::JobContext>();
     unpin::<colorseam::job::JobContext>();
     value::<colorseam::job::Cancelled>();
+    // A registered interrupter's guard: it may be dropped on any thread.
+    send_sync::<colorseam::job::OnCancel>();
+    unpin::<colorseam::job::OnCancel>();
+    send_sync::<colorseam::interrupt::SharedChild>();
 }
 
 #[test]
@@ -88,6 +93,11 @@ fn adapters_are_send_and_sync_and_their_calls_are_send_and_unpin() {
     unpin::<colorseam::adapter::UnblockIter<std::vec::IntoIter<u8>>>();
     send::<colorseam::adapter::BlockingIo<tokio::net::TcpStream>>();
     send::<colorseam::adapter::BlockingStream<futures::stream::Empty<u8>>>();
+    send_sync::<colorseam::adapter::ThreadBoundBuilder<Resource>>();
+    send_sync::<colorseam::adapter::ForSyncBuilder>();
+    value::<colorseam::adapter::UnblockBuilder>();
+    future::<colorseam::adapter::GetMut<'static, std::fs::File>>();
+    future::<colorseam::adapter::IntoInner<std::fs::File>>();
 }
 
 #[test]
@@ -101,6 +111,9 @@ fn detection_handles_and_reports_are_send_and_sync() {
     value::<colorseam::detect::Syscall>();
     value::<colorseam::detect::FdTarget>();
     send_sync::<colorseam::detect::LagMonitor>();
+    send_sync::<colorseam::detect::DenyBlocking>();
+    unpin::<colorseam::detect::DenyBlocking>();
+    value::<colorseam::detect::HiddenBlocking>();
     // Instrumented carries the future's traits through, as tokio's
     // wrappers do.
     future::<colorseam::detect::Instrumented<std::future::Ready<u8>>>();
@@ -116,6 +129,8 @@ fn process_pool_handles_and_calls_are_send_sync_and_unpin() {
     value::<colorseam::process::ProcessMetrics>();
     future::<colorseam::process::Call>();
     future::<colorseam::process::Shutdown>();
+    future::<colorseam::process::CallSerde<u8>>();
+    send_sync::<colorseam::process::Functions>();
 }
 
 /// The reason `Unpin` matters: `select!` on `&mut call` in a loop, the way
