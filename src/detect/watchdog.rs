@@ -153,7 +153,8 @@ impl WatchdogBuilder {
         // so a freeze from here on is a stall even before the heartbeat's
         // first answer. From outside, wait for that answer (see `Beat`).
         let driven = tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == handle.id());
-        if driven && let Some(index) = tokio::runtime::worker_index() {
+        // (Not a let-chain: the crate's MSRV, 1.85, predates them.)
+        if let Some(index) = tokio::runtime::worker_index().filter(|_| driven) {
             // Installed on one of its workers (or in a current-thread
             // runtime's `block_on`): this thread runs it now, so a stall
             // before the heartbeat's first poll is still on a known thread.
