@@ -270,3 +270,77 @@ async fn a_seek_made_after_a_dropped_seek_goes_where_it_was_asked() {
     assert_eq!(byte[0], 20, "the read starts where the last seek went");
     assert_eq!(io.stream_position().await.unwrap(), 21);
 }
+
+/// `block_on_timeout` on a pool thread spawns its future wrapped in the
+/// job's loan: a nested offload that borrowed and then runs past the
+/// deadline is abandoned when the spawned future is cancelled, gives the
+/// permit back to its (still running) lender, and the pool never runs more
+/// threads than its bound plus that one abandoned thread.
+#[test]
+fn a_borrowing_offload_running_past_a_pool_threads_block_on_timeout_is_abandoned_with_the_permit_exact()
+ {
+    let pool = pool("rv-run", 2, 1);
+    let sampler = common::ThreadSampler::start("rv-run-");
+    let (go, nested_gate, filler_gate) = (Gate::new(), Gate::new(), Gate::new());
+    let (started, outer_started) = mpsc::channel();
+    let (nested_running, nested_runs) = mpsc::channel();
+    let outer = {
+        let (pool, p, go, g) = (pool.clone(), pool.clone(), go.clone(), nested_gate.clone());
+        std::thread::spawn(move || {
+            colorseam::block_on(pool.offload(move || {
+                let _ = started.send(());
+                go.wait(GATE);
+                colorseam::block_on_timeout(
+                    async move {
+                        p.offload(move || {
+                            let _ = nested_running.send(());
+                            g.wait(GATE);
+                        })
+                        .await
+                    },
+                    Duration::from_secs(2),
+                )
+            }))
+            .unwrap()
+            .unwrap()
+        })
+    };
+    outer_started.recv_timeout(LIMIT).unwrap();
+    // One filler runs beside the outer job, one waits: the pool is full.
+    let fillers: Vec<_> = (0..2)
+        .map(|_| {
+            let (pool, g) = (pool.clone(), filler_gate.clone());
+            std::thread::spawn(move || {
+                colorseam::block_on(pool.offload(move || g.wait(GATE)))
+                    .unwrap()
+                    .unwrap();
+            })
+        })
+        .collect();
+    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 1));
+    go.open();
+    // The nested offload borrowed the outer job's permit and is queued.
+    assert!(eventually(LIMIT, || pool.metrics().queue_depth == 2));
+    filler_gate.open();
+    for filler in fillers {
+        within(LIMIT, "a filler", move || filler.join().unwrap());
+    }
+    nested_runs.recv_timeout(LIMIT).unwrap();
+    let result = within(LIMIT, "the outer job", move || outer.join().unwrap());
+    assert!(
+        result.as_ref().is_err_and(colorseam::Error::is_timeout),
+        "the nested job runs past the deadline: {result:?}"
+    );
+    assert!(eventually(LIMIT, || pool.metrics().threads.abandoned == 1));
+    // Every permit is back while the abandoned nested job still runs.
+    assert_permits_exact(&pool, 3);
+    nested_gate.open();
+    settled(&pool);
+    assert_permits_exact(&pool, 3);
+    let (peak, samples) = sampler.peak();
+    assert!(samples > 0);
+    assert!(
+        peak <= 3,
+        "at most two workers and one abandoned thread ran at once, saw {peak}"
+    );
+}

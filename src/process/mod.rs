@@ -447,6 +447,7 @@ pub struct ProcessMetrics {
 /// | [`start_timeout`](Self::start_timeout) | 10 s |
 /// | [`program`](Self::program) | `std::env::current_exe()` |
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder {
     name: String,
     max_workers: Option<usize>,
