@@ -481,10 +481,7 @@ fn forward_stderr(pipe: std::process::ChildStderr, words: &LastWords) {
                 let _stderr_gone = io::stderr().write_all(&line);
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end();
-                // std's hint after a panic or an allocation failure
-                // (`note: run with RUST_BACKTRACE=1 ...`) is not what
-                // the worker said.
-                if !text.is_empty() && !text.starts_with("note: ") {
+                if !text.is_empty() && !is_std_trailer(text) {
                     let mut short: String = text.chars().take(300).collect();
                     if short.len() < text.len() {
                         short.push('…');
@@ -496,6 +493,20 @@ fn forward_stderr(pipe: std::process::ChildStderr, words: &LastWords) {
     }
     *lock(&words.ended) = true;
     words.ended_cv.notify_all();
+}
+
+/// What std prints after a panic or an allocation failure, which is not
+/// what the worker said: the hint (`note: run with RUST_BACKTRACE=1 ...`),
+/// and with `RUST_BACKTRACE` set, the backtrace (`stack backtrace:`, then
+/// indented frames and `at` lines) or the note that it was skipped (after
+/// an allocation failure, printing one could allocate). So a worker's last
+/// words are its last line that starts in the first column and is none of
+/// these, whatever `RUST_BACKTRACE` says.
+fn is_std_trailer(line: &str) -> bool {
+    line.starts_with("note: ")
+        || line.starts_with("stack backtrace:")
+        || line.starts_with("skipping backtrace printing")
+        || line.starts_with(char::is_whitespace)
 }
 
 /// How a job ended on its worker, and whether the worker lives on.
@@ -951,4 +962,29 @@ fn reap_parts(
 /// Ends a healthy worker: closing its socket makes it exit.
 fn stop_worker(inner: &Inner, w: Worker) {
     let _ = reap(inner, w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_std_trailer;
+
+    #[test]
+    fn std_trailers_are_not_last_words_whatever_rust_backtrace_says() {
+        for trailer in [
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+            "stack backtrace:",
+            "   0: __rustc::rust_begin_unwind",
+            "             at /rustc/abc/library/std/src/panicking.rs:689:5",
+            "skipping backtrace printing to avoid potential recursion",
+        ] {
+            assert!(is_std_trailer(trailer), "{trailer}");
+        }
+        for words in [
+            "memory allocation of 16777216 bytes failed",
+            "thread 'main' panicked at src/parser.rs:10:5:",
+            "bad input on line 3",
+        ] {
+            assert!(!is_std_trailer(words), "{words}");
+        }
+    }
 }
