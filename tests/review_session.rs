@@ -344,3 +344,33 @@ fn a_borrowing_offload_running_past_a_pool_threads_block_on_timeout_is_abandoned
         "at most two workers and one abandoned thread ran at once, saw {peak}"
     );
 }
+
+/// Sync code over an async seekable value over a sync one (`BlockingIo`
+/// around `Unblock`): a write, then a seek back, then a read sees the
+/// written bytes; a read to end of file, then a seek relative to the
+/// current position, counts from what was read, not from the read-ahead.
+#[test]
+fn blocking_io_over_unblock_writes_seeks_back_reads_and_seeks_relative_after_end_of_file() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let pool = pool("review-bio", 1, 4);
+    let unblock = colorseam::adapter::Unblock::builder()
+        .pool(pool)
+        .capacity(4)
+        .build(std::io::Cursor::new(Vec::new()));
+    let mut io = colorseam::adapter::BlockingIo::new(unblock);
+    io.write_all(b"0123456789").unwrap();
+    assert_eq!(io.seek(SeekFrom::Start(0)).unwrap(), 0);
+    let mut head = [0_u8; 3];
+    io.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"012");
+    // Read ahead by the adapter's capacity: the reader has consumed 3.
+    assert_eq!(io.stream_position().unwrap(), 3);
+    let mut rest = Vec::new();
+    io.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"3456789");
+    assert_eq!(io.seek(SeekFrom::Current(-2)).unwrap(), 8);
+    let mut tail = [0_u8; 2];
+    io.read_exact(&mut tail).unwrap();
+    assert_eq!(&tail, b"89");
+    assert_eq!(io.read(&mut tail).unwrap(), 0, "end of file again");
+}
