@@ -235,10 +235,7 @@ impl JobContext {
             }
             Registered::Closed => None,
         };
-        OnCancel {
-            job: self.info.clone(),
-            entry,
-        }
+        OnCancel { entry }
     }
 
     /// The call's deadline, if it has one.
@@ -298,7 +295,6 @@ pub struct Cancelled {
 /// dropped on any thread, and during unwinding.
 #[must_use = "dropping the guard disarms the interrupter at once"]
 pub struct OnCancel {
-    job: Arc<dyn JobInfo>,
     /// `None` once dropped, or if the job had returned at registration.
     entry: Option<Arc<dyn Entry>>,
 }
@@ -317,7 +313,8 @@ impl Drop for OnCancel {
     fn drop(&mut self) {
         if let Some(entry) = self.entry.take() {
             registry::disarm(&*entry);
-            self.job.interrupts().remove(&entry);
+            // Likely the last handle: drops the interrupter (user code).
+            crate::pool::task::drop_quietly(entry);
         }
     }
 }
@@ -325,7 +322,6 @@ impl Drop for OnCancel {
 impl fmt::Debug for OnCancel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OnCancel")
-            .field("pool", &&**self.job.pool_name())
             .field("fired", &self.fired())
             .finish()
     }

@@ -963,3 +963,47 @@ async fn the_interrupter_of_a_job_whose_thread_helps_with_a_nested_job_runs() {
         "the waiting thread helped"
     );
 }
+
+/// A job that registers and drops an interrupter per step (per query, say)
+/// and is abandoned at a later step: only the interrupter armed then runs,
+/// once; none of the thousand dropped before.
+#[tokio::test]
+async fn a_job_that_registers_per_step_runs_only_the_interrupter_armed_when_abandoned() {
+    let pool = pool("int-steps");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(AtomicUsize::new(usize::MAX));
+    let (r, l) = (runs.clone(), last.clone());
+    let err = pool
+        .offload_timeout(
+            move || {
+                let job = job::current().expect("a pool thread");
+                for step in 0.. {
+                    let (r, l) = (r.clone(), l.clone());
+                    let guard = job.on_cancel(move || {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        l.store(step, Ordering::SeqCst);
+                    });
+                    if step >= 1000 && job.is_cancelled() {
+                        while !guard.fired() {
+                            std::thread::yield_now();
+                        }
+                        return step;
+                    }
+                    drop(guard);
+                    if step >= 1000 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                unreachable!()
+            },
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert!(eventually_async(LONG, || pool.metrics().threads.abandoned == 0).await);
+    // Claimed while armed, or (abandoned between two steps) run at once by
+    // the next registration: one way or the other, exactly once.
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "only the armed one");
+    assert!(last.load(Ordering::SeqCst) >= 1000);
+}

@@ -55,9 +55,11 @@ use registry::{Interrupts, Stats};
 /// interrupters and hands them to the interrupt threads (with no lock
 /// held). Returns how many were sent.
 pub(crate) fn send(interrupts: &Interrupts, stats: &Arc<Stats>) -> usize {
-    let claimed = interrupts.cancel(stats);
+    let (claimed, fired) = interrupts.cancel(stats);
     let sent = claimed.len();
-    runner::dispatch(claimed, stats);
+    if let Some(fired) = fired {
+        runner::dispatch(claimed, stats, &fired);
+    }
     sent
 }
 

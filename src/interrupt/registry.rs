@@ -18,8 +18,8 @@
 //! returned: a connection given back to its pool after the guard is gone
 //! is never interrupted by the call that used it.
 //!
-//! The job's registry (a mutex held only to flip states and push or remove
-//! entries, never while an interrupter runs) orders registrations with the
+//! The job's registry (a mutex held only to flip its stage, list entries and
+//! claim them, never while an interrupter runs) orders registrations with the
 //! job's own life: *open* while the closure runs, *cancelled* once the call
 //! was abandoned (a registration then runs its interrupter at once),
 //! *closed* once the closure returned (a registration then drops it unrun,
@@ -69,9 +69,6 @@ pub(crate) trait Entry: Send + Sync {
     fn finish(&self);
     /// Waits until `finish` has been called.
     fn wait_done(&self);
-    /// Takes the interrupter, if still there, and drops it (user code)
-    /// where no panic can escape. Only after winning `→ DISARMED`.
-    fn discard(&self);
 }
 
 /// An interrupter and its state, in one allocation.
@@ -111,11 +108,6 @@ impl<F: FnOnce() + Send + 'static> Entry for Registration<F> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
-
-    fn discard(&self) {
-        let f = lock(&self.f).take();
-        crate::pool::task::drop_quietly(f);
-    }
 }
 
 /// Where the job's closure is in its life, as its registrations see it.
@@ -123,23 +115,29 @@ enum Stage {
     /// Running, not cancelled.
     Open,
     /// Abandoned while running: its interrupters were sent, and later ones
-    /// run at once.
-    Cancelled(Arc<Stats>),
+    /// run at once. The flag is set by whoever starts one of them.
+    Cancelled(Arc<Stats>, Fired),
     /// The closure returned: nothing may be interrupted any more.
     Closed,
 }
 
+/// Set once an interrupter of a cancelled job starts; made only when a job
+/// is cancelled, and handed with its interrupters to the interrupt threads.
+pub(crate) type Fired = Arc<std::sync::atomic::AtomicBool>;
+
 struct Registry {
     stage: Stage,
-    /// Entries whose guards may still be alive.
-    entries: Vec<Arc<dyn Entry>>,
+    /// The entries, weakly: a guard's drop frees its interrupter without
+    /// touching the registry (no lock on the never-cancelled path). Dead
+    /// ones are swept when the list grows, and at the close.
+    entries: Vec<std::sync::Weak<dyn Entry>>,
     /// Interrupters sent to this job (run, or to be run unless their guard
     /// drops first).
     sent: usize,
-    /// Whether an interrupter of this job started: seen when its entry
-    /// leaves the registry (its guard's drop, or the close).
-    fired: bool,
 }
+
+/// Entries kept before a registration sweeps the dead ones.
+const SWEEP_AT: usize = 8;
 
 /// A job's interrupters. Costs a job that never registers one a mutex
 /// lock when its closure returns.
@@ -152,7 +150,7 @@ pub(crate) enum Registered {
     /// Armed: it runs if the call is abandoned before its guard drops.
     Armed(Arc<dyn Entry>),
     /// The call was abandoned already: the caller runs it now (claimed as
-    /// `RUNNING`), then calls `finish`.
+    /// `RUNNING`, and the job marked fired) with `run_claimed`.
     RunNow(Arc<dyn Entry>, Arc<Stats>),
     /// The closure has returned: the interrupter was dropped unrun.
     Closed,
@@ -165,7 +163,6 @@ impl Interrupts {
                 stage: Stage::Open,
                 entries: Vec::new(),
                 sent: 0,
-                fired: false,
             }),
         }
     }
@@ -179,15 +176,16 @@ impl Interrupts {
         let mut registry = lock(&self.registry);
         match &registry.stage {
             Stage::Open => {
-                registry.entries.push(entry.clone());
+                registry.list(&entry);
                 Registered::Armed(entry)
             }
-            Stage::Cancelled(stats) => {
+            Stage::Cancelled(stats, fired) => {
                 let stats = stats.clone();
+                fired.store(true, std::sync::atomic::Ordering::Release);
                 entry.state().store(RUNNING, Ordering::Release);
                 // Listed, so that a close from another thread (the job's
                 // own, if this context was moved away) waits for it.
-                registry.entries.push(entry.clone());
+                registry.list(&entry);
                 registry.sent += 1;
                 drop(registry);
                 Registered::RunNow(entry, stats)
@@ -195,7 +193,8 @@ impl Interrupts {
             Stage::Closed => {
                 drop(registry);
                 entry.state().store(DISARMED, Ordering::Release);
-                entry.discard();
+                // The interrupter's captures are user code.
+                crate::pool::task::drop_quietly(entry);
                 Registered::Closed
             }
         }
@@ -205,63 +204,66 @@ impl Interrupts {
     /// and returns them (the caller hands them to the interrupt threads,
     /// with no lock held). Later registrations run at once. Only the first
     /// call does anything, and nothing once the closure has returned.
-    pub(crate) fn cancel(&self, stats: &Arc<Stats>) -> Vec<Arc<dyn Entry>> {
+    pub(crate) fn cancel(&self, stats: &Arc<Stats>) -> (Vec<Arc<dyn Entry>>, Option<Fired>) {
         let mut registry = lock(&self.registry);
         if !matches!(registry.stage, Stage::Open) {
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        registry.stage = Stage::Cancelled(stats.clone());
+        let fired = Fired::default();
+        registry.stage = Stage::Cancelled(stats.clone(), fired.clone());
         let claimed: Vec<Arc<dyn Entry>> = registry
             .entries
             .iter()
+            .filter_map(std::sync::Weak::upgrade)
             .filter(|entry| {
                 entry
                     .state()
                     .compare_exchange(ARMED, PENDING, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             })
-            .cloned()
             .collect();
         registry.sent += claimed.len();
-        claimed
+        drop(registry);
+        (claimed, Some(fired))
     }
 
     /// The closure has returned: no interrupter may run from now on. Waits
     /// for one that is running, and disarms (dropping unrun) those whose
     /// guards left the job. True if any interrupter of this job ran.
     pub(crate) fn close(&self) -> bool {
-        let (entries, fired) = {
+        let (entries, stage) = {
             let mut registry = lock(&self.registry);
-            registry.stage = Stage::Closed;
-            (std::mem::take(&mut registry.entries), registry.fired)
+            let stage = std::mem::replace(&mut registry.stage, Stage::Closed);
+            (std::mem::take(&mut registry.entries), stage)
         };
-        let mut fired_late = false;
-        for entry in &entries {
-            disarm(&**entry);
-            fired_late |= has_fired(&**entry);
+        // Entries whose guards are still alive (moved out of the job, or
+        // being dropped right now): disarmed, or waited for if running.
+        for entry in entries.iter().filter_map(std::sync::Weak::upgrade) {
+            disarm(&*entry);
+            // The guard may have gone meanwhile: this is the last handle.
+            crate::pool::task::drop_quietly(entry);
         }
-        // The last handles of leaked guards' entries: user code.
-        crate::pool::task::drop_quietly(entries);
-        fired || fired_late
+        match stage {
+            Stage::Cancelled(_, fired) => fired.load(std::sync::atomic::Ordering::Acquire),
+            Stage::Open | Stage::Closed => false,
+        }
     }
 
     /// How many interrupters were sent to this job.
     pub(crate) fn sent(&self) -> usize {
         lock(&self.registry).sent
     }
+}
 
-    /// A guard is gone (its entry disarmed or done): forgets its entry.
-    pub(crate) fn remove(&self, entry: &Arc<dyn Entry>) {
-        let removed = {
-            let mut registry = lock(&self.registry);
-            registry.fired |= has_fired(&**entry);
-            registry
-                .entries
-                .iter()
-                .position(|e| Arc::ptr_eq(e, entry))
-                .map(|at| registry.entries.swap_remove(at))
-        };
-        drop(removed);
+impl Registry {
+    /// Lists `entry`, first sweeping out the entries whose guards are gone
+    /// once there are [`SWEEP_AT`]: a job that registers in a loop keeps a
+    /// short list.
+    fn list(&mut self, entry: &Arc<dyn Entry>) {
+        if self.entries.len() >= SWEEP_AT {
+            self.entries.retain(|e| e.strong_count() > 0);
+        }
+        self.entries.push(Arc::downgrade(entry));
     }
 }
 
@@ -286,12 +288,13 @@ pub(crate) fn disarm(entry: &dyn Entry) {
     loop {
         match entry.state().load(Ordering::Acquire) {
             from @ (ARMED | PENDING) => {
+                // The interrupter itself is dropped with its entry's last
+                // handle (the guard's, or an interrupt thread's).
                 if entry
                     .state()
                     .compare_exchange(from, DISARMED, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    entry.discard();
                     return;
                 }
             }
@@ -309,6 +312,7 @@ pub(crate) fn disarm(entry: &dyn Entry) {
 }
 
 /// Runs a claimed interrupter here and publishes `DONE`, counting a panic.
+/// The caller has marked the job fired.
 pub(crate) fn run_claimed(entry: &dyn Entry, stats: &Stats) {
     stats
         .sent
@@ -417,10 +421,13 @@ mod loom_models {
                 loom::thread::spawn(move || {
                     // The pool abandons the call and hands the claimed
                     // entries to an interrupt thread.
-                    let claimed = interrupts.cancel(&stats);
+                    let (claimed, fired) = interrupts.cancel(&stats);
                     loom::thread::spawn(move || {
                         for entry in claimed {
                             if claim(&*entry) {
+                                if let Some(fired) = &fired {
+                                    fired.store(true, std::sync::atomic::Ordering::Release);
+                                }
                                 run_claimed(&*entry, &stats);
                             }
                         }
@@ -429,7 +436,7 @@ mod loom_models {
             };
             // The job's closure drops its guard, then returns.
             disarm(&*entry);
-            interrupts.remove(&entry);
+            drop(entry);
             dropped.store(1, Ordering::SeqCst);
             let ran_at_drop = runs.load(Ordering::SeqCst);
             let sent = interrupts.close();
@@ -453,7 +460,7 @@ mod loom_models {
             let canceller = {
                 let (interrupts, stats) = (interrupts.clone(), stats.clone());
                 loom::thread::spawn(move || {
-                    for entry in interrupts.cancel(&stats) {
+                    for entry in interrupts.cancel(&stats).0 {
                         if claim(&*entry) {
                             run_claimed(&*entry, &stats);
                         }

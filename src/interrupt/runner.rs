@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::registry::{Entry, Stats, claim, run_claimed};
+use super::registry::{Entry, Fired, Stats, claim, run_claimed};
 use crate::sync::lock_std as lock;
 
 /// The most interrupt threads at once: as many slow interrupters can run
@@ -25,7 +25,7 @@ pub(crate) const MAX_THREADS: usize = 16;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 struct Queue {
-    items: VecDeque<(Arc<dyn Entry>, Arc<Stats>)>,
+    items: VecDeque<(Arc<dyn Entry>, Arc<Stats>, Fired)>,
     /// Threads waiting for an item.
     idle: usize,
     /// Threads alive (or starting).
@@ -41,14 +41,16 @@ static WORK: Condvar = Condvar::new();
 
 /// Hands claimed interrupters to the interrupt threads. Never waits for
 /// one to run: a lock, a push, and a wake-up or a thread start.
-pub(crate) fn dispatch(entries: Vec<Arc<dyn Entry>>, stats: &Arc<Stats>) {
+pub(crate) fn dispatch(entries: Vec<Arc<dyn Entry>>, stats: &Arc<Stats>, fired: &Fired) {
     if entries.is_empty() {
         return;
     }
     let mut queue = lock(&QUEUE);
-    queue
-        .items
-        .extend(entries.into_iter().map(|entry| (entry, stats.clone())));
+    queue.items.extend(
+        entries
+            .into_iter()
+            .map(|entry| (entry, stats.clone(), fired.clone())),
+    );
     // Every idle thread takes one item; start threads for the rest.
     let wanted = queue.items.len().saturating_sub(queue.idle);
     let starts = wanted.min(MAX_THREADS.saturating_sub(queue.threads));
@@ -84,13 +86,14 @@ fn start_thread() {
 fn run() {
     let mut queue = lock(&QUEUE);
     loop {
-        if let Some((entry, stats)) = queue.items.pop_front() {
+        if let Some((entry, stats, fired)) = queue.items.pop_front() {
             drop(queue);
             if claim(&*entry) {
+                fired.store(true, std::sync::atomic::Ordering::Release);
                 run_claimed(&*entry, &stats);
             }
             // The entry's last handle may hold the interrupter's captures.
-            crate::pool::task::drop_quietly((entry, stats));
+            crate::pool::task::drop_quietly((entry, stats, fired));
             queue = lock(&QUEUE);
             continue;
         }
