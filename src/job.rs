@@ -55,6 +55,8 @@ pub(crate) trait JobInfo: Send + Sync {
     fn runtime(&self) -> Option<&tokio::runtime::Handle>;
     /// The interrupters the job registered (see [`JobContext::on_cancel`]).
     fn interrupts(&self) -> &Interrupts;
+    /// The pool's interrupt counters.
+    fn interrupt_stats(&self) -> &Arc<crate::interrupt::registry::Stats>;
 }
 
 thread_local! {
@@ -148,8 +150,9 @@ impl JobContext {
     ///   batch drops the rest of its calls), or the pool's shutdown deadline
     ///   passes. It runs promptly, on a `colorseam-interrupt` thread (never
     ///   an async worker), with no colorseam lock held.
-    /// - If the call is already abandoned, `f` runs at once, here, before
-    ///   `on_cancel` returns.
+    /// - If the call is already abandoned, `f` runs at once: it has run
+    ///   when `on_cancel` returns (here, or on an interrupt thread that the
+    ///   abandonment handed it to in the same moment).
     /// - `f` never runs once the guard's drop has returned: dropping the
     ///   guard disarms it, and if `f` is running at that moment, the drop
     ///   waits for it to finish. So a connection given back to its pool
@@ -228,6 +231,19 @@ impl JobContext {
         F: FnOnce() + Send + 'static,
     {
         let entry = match self.info.interrupts().register(f) {
+            // Abandoned a moment ago: the abandoning side has not reached
+            // the registry yet. Claimed and run here at once; or, if it
+            // claimed it first, waited for (it runs on an interrupt thread
+            // now), so either way it has run when this returns.
+            Registered::Armed(entry) if self.info.is_cancelled() => {
+                if registry::claim_armed(&*entry) {
+                    self.info.interrupts().fired_early();
+                    registry::run_claimed(&*entry, self.info.interrupt_stats());
+                } else {
+                    registry::disarm(&*entry);
+                }
+                Some(entry)
+            }
             Registered::Armed(entry) => Some(entry),
             Registered::RunNow(entry, stats) => {
                 registry::run_claimed(&*entry, &stats);

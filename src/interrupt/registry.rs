@@ -131,9 +131,6 @@ struct Registry {
     /// touching the registry (no lock on the never-cancelled path). Dead
     /// ones are swept when the list grows, and at the close.
     entries: Vec<std::sync::Weak<dyn Entry>>,
-    /// Interrupters sent to this job (run, or to be run unless their guard
-    /// drops first).
-    sent: usize,
 }
 
 /// Entries kept before a registration sweeps the dead ones.
@@ -143,6 +140,12 @@ const SWEEP_AT: usize = 8;
 /// lock when its closure returns.
 pub(crate) struct Interrupts {
     registry: Mutex<Registry>,
+    /// Interrupters sent to this job (run, or to be run unless their guard
+    /// drops first), for the caller's error.
+    sent: std::sync::atomic::AtomicUsize,
+    /// An interrupter was run by the job itself, registered between its
+    /// call's abandonment and the abandonment reaching the registry.
+    fired_early: std::sync::atomic::AtomicBool,
 }
 
 /// What a registration found.
@@ -162,8 +165,9 @@ impl Interrupts {
             registry: Mutex::new(Registry {
                 stage: Stage::Open,
                 entries: Vec::new(),
-                sent: 0,
             }),
+            sent: std::sync::atomic::AtomicUsize::new(0),
+            fired_early: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -186,8 +190,8 @@ impl Interrupts {
                 // Listed, so that a close from another thread (the job's
                 // own, if this context was moved away) waits for it.
                 registry.list(&entry);
-                registry.sent += 1;
                 drop(registry);
+                self.sent.fetch_add(1, std::sync::atomic::Ordering::Release);
                 Registered::RunNow(entry, stats)
             }
             Stage::Closed => {
@@ -211,19 +215,26 @@ impl Interrupts {
         }
         let fired = Fired::default();
         registry.stage = Stage::Cancelled(stats.clone(), fired.clone());
-        let claimed: Vec<Arc<dyn Entry>> = registry
+        // Every entry listed now is this cancellation's to claim; any
+        // registered later runs itself. Claimed with the lock released: a
+        // handle that fails the claim may be the last one of a guard
+        // dropped meanwhile, and dropping it drops the interrupter (user
+        // code).
+        let listed: Vec<Arc<dyn Entry>> = registry
             .entries
             .iter()
             .filter_map(std::sync::Weak::upgrade)
-            .filter(|entry| {
-                entry
-                    .state()
-                    .compare_exchange(ARMED, PENDING, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            })
             .collect();
-        registry.sent += claimed.len();
         drop(registry);
+        let (claimed, unclaimed): (Vec<_>, Vec<_>) = listed.into_iter().partition(|entry| {
+            entry
+                .state()
+                .compare_exchange(ARMED, PENDING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        });
+        crate::pool::task::drop_quietly(unclaimed);
+        self.sent
+            .fetch_add(claimed.len(), std::sync::atomic::Ordering::Release);
         (claimed, Some(fired))
     }
 
@@ -243,15 +254,23 @@ impl Interrupts {
             // The guard may have gone meanwhile: this is the last handle.
             crate::pool::task::drop_quietly(entry);
         }
+        let early = self.fired_early.load(std::sync::atomic::Ordering::Acquire);
         match stage {
-            Stage::Cancelled(_, fired) => fired.load(std::sync::atomic::Ordering::Acquire),
-            Stage::Open | Stage::Closed => false,
+            Stage::Cancelled(_, fired) => early || fired.load(std::sync::atomic::Ordering::Acquire),
+            Stage::Open | Stage::Closed => early,
         }
+    }
+
+    /// See `JobContext::on_cancel`: an interrupter claimed by the job itself.
+    pub(crate) fn fired_early(&self) {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.fired_early
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// How many interrupters were sent to this job.
     pub(crate) fn sent(&self) -> usize {
-        lock(&self.registry).sent
+        self.sent.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -309,6 +328,15 @@ pub(crate) fn disarm(entry: &dyn Entry) {
             _done_or_disarmed => return,
         }
     }
+}
+
+/// Claims an armed interrupter for running here, ahead of the abandonment
+/// that has not reached the registry yet: false if it claimed it first.
+pub(crate) fn claim_armed(entry: &dyn Entry) -> bool {
+    entry
+        .state()
+        .compare_exchange(ARMED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
 }
 
 /// Runs a claimed interrupter here and publishes `DONE`, counting a panic.
@@ -439,13 +467,13 @@ mod loom_models {
             drop(entry);
             dropped.store(1, Ordering::SeqCst);
             let ran_at_drop = runs.load(Ordering::SeqCst);
-            let sent = interrupts.close();
+            let fired = interrupts.close();
             let runner = canceller.join().unwrap();
             runner.join().unwrap();
             let runs = runs.load(Ordering::SeqCst);
             assert!(runs <= 1);
             assert_eq!(runs, ran_at_drop, "nothing ran after the drop");
-            assert_eq!(usize::from(sent), interrupts.sent().min(1));
+            assert_eq!(fired, ran_at_drop == 1, "fired exactly when it ran");
         });
     }
 

@@ -380,7 +380,13 @@ impl BlockingPool {
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         };
-        let job = Arc::new(Job::new(func, inner.config.name.clone(), site, true));
+        let job = Arc::new(Job::new(
+            func,
+            inner.config.name.clone(),
+            inner.interrupt_stats.clone(),
+            site,
+            true,
+        ));
         match inner.admission.clone().try_acquire_owned() {
             Ok(permit) => {
                 job.set_permit(permit);

@@ -57,6 +57,9 @@ pub(crate) struct Job<T> {
     detached: bool,
     /// What the closure registered to stop it (`JobContext::on_cancel`).
     interrupts: Interrupts,
+    /// The pool's interrupt counters, for an interrupter the job runs
+    /// itself (registered just after its call was abandoned).
+    interrupt_stats: Arc<Stats>,
     pool_name: Arc<str>,
     pub(crate) site: CallSite,
 }
@@ -124,7 +127,13 @@ pub(crate) trait Task: JobInfo {
 }
 
 impl<T: Send + 'static> Job<T> {
-    pub(crate) fn new(func: BoxFn<T>, pool_name: Arc<str>, site: CallSite, detached: bool) -> Self {
+    pub(crate) fn new(
+        func: BoxFn<T>,
+        pool_name: Arc<str>,
+        interrupt_stats: Arc<Stats>,
+        site: CallSite,
+        detached: bool,
+    ) -> Self {
         Job {
             core: JobCore::new(func),
             waker: AtomicWaker::new(),
@@ -132,6 +141,7 @@ impl<T: Send + 'static> Job<T> {
             abandon_budgeted: AtomicBool::new(false),
             detached,
             interrupts: Interrupts::new(),
+            interrupt_stats,
             pool_name,
             site,
         }
@@ -207,6 +217,9 @@ impl<T: Send + 'static> JobInfo for Job<T> {
     }
     fn interrupts(&self) -> &Interrupts {
         &self.interrupts
+    }
+    fn interrupt_stats(&self) -> &Arc<Stats> {
+        &self.interrupt_stats
     }
 }
 
