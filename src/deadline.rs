@@ -61,6 +61,11 @@ pub(crate) struct Deadline {
     // The sleep is (to be) made on the bridge runtime: the caller's
     // clock ran ahead of real time, or no runtime was current.
     on_bridge: bool,
+    // The runtime the sleep was made on, unless on the bridge: a future
+    // polled once on one runtime and then awaited elsewhere (moved to
+    // another runtime or executor; its first runtime dropped or no longer
+    // driven) must not wait on a timer nobody drives.
+    made_on: Option<tokio::runtime::Id>,
     alarm: Option<Arc<Alarm>>,
 }
 
@@ -87,6 +92,7 @@ impl Deadline {
             at,
             stage,
             on_bridge: false,
+            made_on: None,
             alarm: None,
         }
     }
@@ -118,10 +124,22 @@ impl Deadline {
                     return true;
                 }
             }
+            if this.sleep.is_some() && !this.on_bridge {
+                let here = tokio::runtime::Handle::try_current()
+                    .ok()
+                    .map(|handle| handle.id());
+                if here != this.made_on {
+                    // Polled away from the runtime its sleep is on: make
+                    // the sleep again, here or on the bridge.
+                    this.sleep = None;
+                    this.on_bridge = here.is_none();
+                }
+            }
             if this.sleep.is_none() {
                 match make_sleep(target, this.on_bridge) {
-                    Some((sleep, on_bridge)) => {
-                        this.on_bridge = on_bridge;
+                    Some((sleep, made_on)) => {
+                        this.on_bridge = made_on.is_none();
+                        this.made_on = made_on;
                         this.sleep = Some(Box::pin(sleep));
                     }
                     // No timer at all (the bridge could not start): the
@@ -166,18 +184,24 @@ impl Deadline {
 }
 
 /// A tokio sleep until `target`: on the current runtime unless `on_bridge`
-/// or none is current, else on the bridge runtime. Returns whether it is on
-/// the bridge; `None` if there is no runtime to make it on.
-fn make_sleep(target: Instant, on_bridge: bool) -> Option<(tokio::time::Sleep, bool)> {
+/// or none is current, else on the bridge runtime. Returns the id of the
+/// runtime it is on, `None` for the bridge; `None` in all if there is no
+/// runtime to make it on.
+fn make_sleep(
+    target: Instant,
+    on_bridge: bool,
+) -> Option<(tokio::time::Sleep, Option<tokio::runtime::Id>)> {
     let target = tokio::time::Instant::from_std(target);
-    if !on_bridge && tokio::runtime::Handle::try_current().is_ok() {
-        return Some((tokio::time::sleep_until(target), false));
+    if !on_bridge {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return Some((tokio::time::sleep_until(target), Some(handle.id())));
+        }
     }
     // The bridge's IO half: colorseam spawns nothing there, so futures
     // blocking the spawn half's workers cannot stall this timer.
     let bridge = crate::bridge::bridge_io_handle().ok()?;
     let _entered = bridge.enter();
-    Some((tokio::time::sleep_until(target), true))
+    Some((tokio::time::sleep_until(target), None))
 }
 
 /// One caller's wake-up at its deadline.

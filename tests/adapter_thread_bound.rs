@@ -110,6 +110,13 @@ async fn without_a_budget_a_hung_call_makes_later_calls_fail_fast_until_it_retur
         eventually_async(LONG, || common::os_threads_named("tb-hung").eq(&0)).await,
         "the stuck thread ends once its call returns"
     );
+    // The pool counts a thread until its monitor reaps it, a tick after
+    // /proc stops listing it: only then is its room free again.
+    assert!(
+        eventually_async(LONG, || conn.metrics().threads.total == 0).await,
+        "{:?}",
+        conn.metrics()
+    );
     assert_eq!(conn.call(|c| c.log.borrow().len()).await.unwrap(), 0);
 }
 

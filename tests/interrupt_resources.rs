@@ -317,15 +317,26 @@ async fn a_thread_bound_call_that_reenters_its_adapter_is_still_interrupted() {
             .unwrap(),
     );
     let own_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (c, o) = (conn.clone(), own_ran.clone());
+    let (c, o, seen) = (conn.clone(), own_ran.clone(), own_ran.clone());
     let err = conn
         .call(move |stream| {
             let again = colorseam::block_on(c.call(|_| ())).unwrap();
             assert!(again.unwrap_err().is_reentrant());
-            let _own = job::current().expect("a pool thread").on_cancel(move || {
+            let own = job::current().expect("a pool thread").on_cancel(move || {
                 o.store(true, std::sync::atomic::Ordering::SeqCst);
             });
-            stream.read(&mut [0; 16]).map_err(|e| e.to_string())
+            let read = stream.read(&mut [0; 16]).map_err(|e| e.to_string());
+            // The adapter's interrupter may end the read before this one
+            // ran, and a guard dropped first would rightly stop it: keep
+            // the guard until it ran (or a long while passed).
+            let until = std::time::Instant::now() + LONG;
+            while !seen.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(own);
+            read
         })
         .await
         .unwrap_err();

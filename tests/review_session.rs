@@ -374,3 +374,87 @@ fn blocking_io_over_unblock_writes_seeks_back_reads_and_seeks_relative_after_end
     assert_eq!(&tail, b"89");
     assert_eq!(io.read(&mut tail).unwrap(), 0, "end of file again");
 }
+
+/// The boxed sleep makes `Offload` `Unpin`: polled once on a runtime
+/// (which makes its first sleep there), moved out, the runtime dropped, and
+/// awaited on another executor, it still times out in real time, never
+/// before its deadline.
+#[test]
+fn an_offload_first_polled_on_a_runtime_since_dropped_still_times_out_on_another_executor() {
+    let pool = pool("review-moved-rt", 1, 1);
+    let gate = Gate::new();
+    let g = gate.clone();
+    let started = std::time::Instant::now();
+    let mut call = pool.offload_timeout(move || g.wait(GATE), Duration::from_millis(300));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async { assert!(futures::poll!(&mut call).is_pending()) });
+    drop(runtime);
+    let result = within(LIMIT, "the moved offload", move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            futures::executor::block_on(call)
+        }))
+        .map_err(|payload| common_panic_message(&*payload))
+    });
+    let elapsed = started.elapsed();
+    gate.open();
+    let result = result.expect("polling the moved offload does not panic");
+    assert!(
+        result.as_ref().is_err_and(colorseam::Error::is_timeout),
+        "{result:?} after {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "timed out early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "released late: {elapsed:?}"
+    );
+}
+
+fn common_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// The same, with the first runtime alive but no longer driven (its thread
+/// is blocked elsewhere): the offload, awaited on a plain thread, still
+/// times out at its deadline instead of waiting for the job.
+#[test]
+fn an_offload_first_polled_on_a_runtime_no_longer_driven_still_times_out_elsewhere() {
+    let pool = pool("review-undriven-rt", 1, 1);
+    let gate = Gate::new();
+    let g = gate.clone();
+    let started = std::time::Instant::now();
+    let mut call = pool.offload_timeout(move || g.wait(GATE), Duration::from_millis(300));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async { assert!(futures::poll!(&mut call).is_pending()) });
+    // `runtime` stays alive, and nobody drives it from here on.
+    let result = within(LIMIT, "the moved offload", move || {
+        futures::executor::block_on(call)
+    });
+    let elapsed = started.elapsed();
+    gate.open();
+    assert!(
+        result.as_ref().is_err_and(colorseam::Error::is_timeout),
+        "{result:?} after {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "timed out early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "released late: {elapsed:?}"
+    );
+    drop(runtime);
+}
