@@ -146,15 +146,28 @@ pub fn stat(pid: u32) -> Option<(char, u32)> {
 
 /// The children of `parent`, with their states, from a scan of /proc.
 pub fn children_of(parent: u32) -> Vec<(u32, char)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
+    // A count that cannot be read must fail the test, not pass it.
+    let dir = std::fs::read_dir("/proc").expect("/proc lists this machine's processes");
     dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let (state, ppid) = stat(pid)?;
             (ppid == parent).then_some((pid, state))
         })
         .collect()
+}
+
+/// How many children of this process were alive together at one instant:
+/// those in two listings of /proc in a row. One listing is not a snapshot
+/// (a worker reaped during it and its replacement started after it began
+/// can both be in it), but a child in two listings was alive for the whole
+/// gap between them, and so were all the others in both.
+pub fn children_alive_together() -> usize {
+    let me = std::process::id();
+    let first: Vec<u32> = children_of(me).into_iter().map(|(pid, _)| pid).collect();
+    children_of(me)
+        .into_iter()
+        .filter(|(pid, _)| first.contains(pid))
+        .count()
 }
 
 /// True if `pid` has exited: gone from /proc, or a zombie (dead, waiting
