@@ -1,4 +1,4 @@
-//! Futures shared by the benches and `examples/compare.rs`, so every
+//! Futures shared by the benches and `examples/compare/`, so every
 //! measurement of the same scenario measures the same thing. Included with
 //! `#[path]`; each includer uses only some of them.
 #![allow(dead_code)]

@@ -19,7 +19,7 @@
 //!   per-call p50 and p99 [≤ 1.0× `spawn_blocking`, stretch ≤ 0.5×], and
 //!   the process's CPU use while the pools then sit idle [negligible].
 //! - **burst**: 100,000 trivial closures submitted at once, then awaited in
-//!   order; jobs/s [≥ 5× `spawn_blocking`, stretch within 2× the raw floor]
+//!   order; jobs/s [≥ 5× `spawn_blocking`, stretch ≥ 1.5 M/s and within 2× the raw floor]
 //!   and OS threads added, read from `/proc/self/status` [≤ cores + 2].
 //!   colorseam runs a default-sized pool (64 threads) whose queue holds the
 //!   burst.
@@ -32,11 +32,11 @@
 //!   caller's runtime) then takes [~0 ms].
 //! - **probe**: a task sleeping 1 ms in a loop records how late it wakes
 //!   (p99) while 200 tasks each make a 20 ms blocking call, five storms in a
-//!   row [≤ 1.1× the same probe on the idle runtime]. The same storm of 200
-//!   tasks awaiting a 20 ms `tokio::time::sleep` instead is shown beside it:
-//!   what the tasks alone cost the runtime.
+//!   row. The same storm of 200 tasks awaiting a 20 ms `tokio::time::sleep`
+//!   instead is shown beside it: what the tasks alone cost the runtime
+//!   [≤ 1.1× that async-only storm].
 //! - **block_on** from a plain thread: a ready future (mean per call) and a
-//!   future woken from another std thread (p50) [ready ≤ 2× `pollster`;
+//!   future woken from another std thread (p50) [ready ≤ 1.5× `pollster`;
 //!   woken ≤ 1.2× `pollster` and under tokio's `Handle::block_on`].
 //! - **memory**: heap bytes per queued job, beyond the closure (a
 //!   zero-sized closure here), counted by a global allocator wrapper while
@@ -46,13 +46,42 @@
 //!   polled a million times, with and without a `Watchdog`, minus the bare
 //!   future [≤ 50 ns per poll].
 //!
+//!
+//! Cost curves (per-operation cost at each point, and last ÷ first [flat
+//! or logarithmic: ≤ 2× over the span, where linear would be 100×+]):
+//!
+//! - **deadlines**: 1k → 10k → 100k queued calls with deadlines, all timing
+//!   out: cost per timeout and release overshoot p99 (`deadlines.rs`).
+//! - **pools**: 1 → 100 → 1,000 pools in one process, each with a little
+//!   work: round trip, the monitor thread's CPU per second and
+//!   `metrics::all()` time (`pools.rs`).
+//! - **callers**: 64 → 1,000 → 10,000 concurrent async callers on one
+//!   bounded pool: queue-wait fairness (p99 ÷ p50) and throughput
+//!   (`callers.rs`).
+//! - **sandwiches**: 1 → 100 → 1,000 nested async → sync → async calls in
+//!   flight (`sandwiches.rs`).
+//! - **adapters**: `ForAsync` and `ThreadBound` calls, 10 → 10,000 in
+//!   flight (`adapters.rs`).
+//!
 //! The raw floors are what the OS and a plain channel cost: long-lived std
 //! threads taking boxed closures from a mutex-and-condvar queue, answering
 //! on a tokio oneshot. Progress goes to stderr, the table to stdout as
 //! Markdown.
 
-#[path = "../benches/support/fixtures.rs"]
+// Until every curve module uses them, the curve helpers are allowed to be
+// dead (the skeleton commit); removed once the curves land.
+#![allow(dead_code)]
+
+#[path = "../../benches/support/fixtures.rs"]
 mod fixtures;
+
+// The cost curves (issue 15): one module each, sharing the helpers and the
+// table of this file.
+mod adapters;
+mod callers;
+mod deadlines;
+mod pools;
+mod sandwiches;
 use fixtures::{WakerThread, Yields};
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -412,6 +441,59 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// One point of a cost curve: the scale `n` and the per-operation cost there.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    n: usize,
+    cost: f64,
+}
+
+/// How much a curve's per-operation cost may grow from its first point to
+/// its last and still count as flat or logarithmic: 2×, over spans of 100×
+/// to 1,000× where a linear cost would grow 100× to 1,000×.
+const CURVE_GROWTH_LIMIT: f64 = 2.0;
+
+/// A row for a cost curve: the per-operation cost at each point
+/// ("1k: 3.1 / 10k: 3.3 / 100k: 3.4"), the last ÷ first ratio, and whether
+/// that stays flat or logarithmic. `decimals` formats the costs.
+fn curve_row(scenario: &str, points: &[Point], decimals: usize) -> Row {
+    let cells: Vec<String> = points
+        .iter()
+        .map(|p| format!("{}: {:.*}", scale(p.n), decimals, p.cost))
+        .collect();
+    let mut row = Row::new(scenario, cells.join(" / "));
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return row;
+    };
+    let growth = last.cost / first.cost;
+    row.goal = format!(
+        "flat or log: ≤ {CURVE_GROWTH_LIMIT:.0}× over {}× (linear: {}×)",
+        last.n / first.n.max(1),
+        last.n / first.n.max(1)
+    );
+    row.ratio = format!("{growth:.2}× last ÷ first");
+    row.verdict = verdict(growth <= CURVE_GROWTH_LIMIT);
+    row
+}
+
+/// A reported (not judged) row for a curve: figures at each point and
+/// last ÷ first.
+fn curve_report(scenario: &str, points: &[Point], decimals: usize) -> Row {
+    let mut row = curve_row(scenario, points, decimals);
+    row.goal = "reported".into();
+    row.verdict = "reported".into();
+    row
+}
+
+/// `1_000` as "1k", `100_000` as "100k".
+fn scale(n: usize) -> String {
+    if n >= 1_000 && n % 1_000 == 0 {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
 fn progress(started: Instant, what: &str) {
     eprintln!("[{:5.1} s] {what}", started.elapsed().as_secs_f64());
 }
@@ -540,6 +622,9 @@ async fn sparse(peer: Peer, pool: BlockingPool, raw: RawPool) {
 
 const BURST: usize = 100_000;
 const BURST_REPS: usize = 3;
+/// The stretch goal for the default pool's burst, in millions of jobs per
+/// second: half of a single std thread + mpsc + oneshot on this machine.
+const BURST_STRETCH_M: f64 = 1.5;
 
 /// One burst through `peer` on a fresh runtime (and pool): jobs/s and OS
 /// threads added. `max_threads` caps colorseam's pool (default: 64).
@@ -645,15 +730,16 @@ fn burst(rows: &mut Vec<Row>) {
     row.spawn_blocking = k(m[1]);
     row.unblock = k(m[2]);
     row.floor = k(m[3]);
-    row.goal = "≥ 5× spawn_blocking (stretch: floor within 2×)".into();
+    row.goal =
+        format!("≥ 5× spawn_blocking (stretch: ≥ {BURST_STRETCH_M} M/s and the floor within 2×)");
     row.ratio = format!("{ratio:.2}× (floor {floor_ratio:.1}× faster)");
     row.verdict = format!(
         "{}{}",
         verdict(ratio >= 5.0),
-        if floor_ratio <= 2.0 {
+        if floor_ratio <= 2.0 && m[0] >= BURST_STRETCH_M * 1e6 {
             ", stretch met"
         } else {
-            ""
+            ", stretch not met"
         }
     );
     rows.push(row);
@@ -982,9 +1068,16 @@ fn probe(rows: &mut Vec<Row>) {
     row.spawn_blocking = format!("{:.2}", m[2]);
     row.unblock = format!("{:.2}", m[3]);
     row.floor = format!("{:.2} no load; {:.2} async-only storm", m[0], m[4]);
-    row.goal = "≤ 1.1× no load".into();
-    row.ratio = format!("{:.2}× (async-only storm {:.2}×)", m[1] / m[0], m[4] / m[0]);
-    row.verdict = verdict(m[1] <= 1.1 * m[0]);
+    // The goal's baseline is the same storm made of async sleeps: what 200
+    // tasks cost a 2-worker runtime with no blocking call at all. (It was
+    // the idle runtime, which left no room for the storm's own async work.)
+    row.goal = "≤ 1.1× the async-only storm".into();
+    row.ratio = format!(
+        "{:.2}× async-only storm ({:.2}× no load)",
+        m[1] / m[4],
+        m[1] / m[0]
+    );
+    row.verdict = verdict(m[1] <= 1.1 * m[4]);
     rows.push(row);
 }
 
@@ -1059,9 +1152,9 @@ fn block_on(rows: &mut Vec<Row>) {
     );
     row.pollster = format!("{:.0}", r[1]);
     row.handle = format!("{:.0}", r[2]);
-    row.goal = "≤ 2× pollster".into();
-    row.ratio = format!("{:.1}×", r[0] / r[1]);
-    row.verdict = verdict(r[0] <= 2.0 * r[1]);
+    row.goal = "≤ 1.5× pollster".into();
+    row.ratio = format!("{:.2}×", r[0] / r[1]);
+    row.verdict = verdict(r[0] <= 1.5 * r[1]);
     rows.push(row);
 
     let w = wake_p50.each_ref().map(|v| median(v));
@@ -1251,7 +1344,7 @@ fn main() {
     // the named scenarios; no names runs them all.
     let only: Vec<String> = std::env::args().skip(1).collect();
     type Scenario = fn(&mut Vec<Row>);
-    let scenarios: [(&str, &str, Scenario); 8] = [
+    let scenarios: [(&str, &str, Scenario); 13] = [
         ("round_trip", "round trip", round_trip),
         ("burst", "burst", burst),
         ("sleep_jobs", "sleep jobs", sleep_jobs),
@@ -1260,6 +1353,19 @@ fn main() {
         ("block_on", "block_on from a plain thread", block_on),
         ("memory", "memory per queued job", memory),
         ("instrument", "instrumentation overhead", instrumentation),
+        ("deadlines", "curve: deadlines in flight", deadlines::run),
+        ("pools", "curve: pools in one process", pools::run),
+        (
+            "callers",
+            "curve: callers on one bounded pool",
+            callers::run,
+        ),
+        (
+            "sandwiches",
+            "curve: nested sandwiches in flight",
+            sandwiches::run,
+        ),
+        ("adapters", "curve: adapter calls in flight", adapters::run),
     ];
     for (key, what, scenario) in scenarios {
         if only.is_empty() || only.iter().any(|o| o == key) {
