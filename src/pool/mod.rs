@@ -164,6 +164,12 @@ struct Shared {
     /// In the monitor's list (see `monitor`): work waits, no thread is idle,
     /// and the pool is past its eager limit.
     monitored: bool,
+    /// Since when the monitor has seen no queued work, while still watching
+    /// the pool (see `monitor::WATCH_GRACE`).
+    unwatched_since: Option<Instant>,
+    /// How many times a submit put the pool on the monitor's list.
+    #[cfg(test)]
+    times_watched: u64,
     free_slots: Vec<usize>,
     /// Slots whose thread has left the pool's work but may still be alive
     /// (finishing its exit: its last job's drop, thread-local destructors).
@@ -293,6 +299,9 @@ impl BlockingPool {
                 shutdown_excepts: Vec::new(),
                 workers: Vec::new(),
                 monitored: false,
+                unwatched_since: None,
+                #[cfg(test)]
+                times_watched: 0,
                 free_slots: Vec::new(),
                 exited: Vec::new(),
                 deferred_starts: 0,
@@ -590,6 +599,10 @@ impl Inner {
             self.spawn_worker(shared);
         } else if shared.active_threads < self.config.max_threads && !shared.monitored {
             shared.monitored = true;
+            #[cfg(test)]
+            {
+                shared.times_watched += 1;
+            }
             drop(shared);
             if !monitor::watch(self) {
                 // No monitor thread: grow at once, as if every job blocked.
@@ -619,14 +632,26 @@ impl Inner {
         let mut shared = lock(&self.shared);
         // Shutting down is no reason to stop: a shutdown that runs the queue
         // needs threads for it like any other time.
-        if shared.active_threads >= self.config.max_threads || self.live_queued(&shared) == 0 {
+        let at_max = shared.active_threads >= self.config.max_threads;
+        if at_max || self.live_queued(&shared) == 0 {
             if !shared.exited.is_empty() || shared.deferred_starts > 0 {
                 // Still threads to reap, or starts waiting on them.
                 return monitor::Verdict::Watch;
             }
+            // An empty queue keeps the pool watched a little longer: a burst
+            // of short jobs empties and refills it thousands of times a
+            // second, and each refill would otherwise call `watch` again (a
+            // global lock and a wake-up of the monitor thread) on the
+            // submitter's path.
+            let since = *shared.unwatched_since.get_or_insert(now);
+            if !at_max && now.saturating_duration_since(since) < monitor::WATCH_GRACE {
+                return monitor::Verdict::Watch;
+            }
+            shared.unwatched_since = None;
             shared.monitored = false;
             return monitor::Verdict::Done;
         }
+        shared.unwatched_since = None;
         if shared.idle + shared.pending_wakeups > 0 {
             return monitor::Verdict::Watch;
         }
@@ -1512,6 +1537,48 @@ mod tests {
             "the thread left the work and lingers in its exit"
         );
         pool.offload(|| 5)
+    }
+
+    /// The queue of a burst of short jobs empties between submits; the pool
+    /// stays on the monitor's list across those gaps instead of being put
+    /// back on it (a global lock and a wake-up of the monitor thread, on the
+    /// submitter's path) at every refill, and leaves it once idle.
+    #[test]
+    fn a_burst_of_short_jobs_keeps_its_pool_watched_and_an_idle_pool_leaves_the_list() {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let pool = BlockingPool::builder()
+            .name("unit-mon-burst")
+            .max_threads(cores + 2)
+            .queue_capacity(100_000)
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Waves of submits, each awaited: the queue empties and refills
+            // every wave, past the eager limit with no thread idle.
+            for _ in 0..200 {
+                let calls: Vec<_> = (0..50).map(|_| pool.offload(|| 1u64)).collect();
+                for call in calls {
+                    assert_eq!(call.await.unwrap(), 1);
+                }
+            }
+        });
+        let watched = lock(&pool.inner().shared).times_watched;
+        assert!(
+            watched >= 1,
+            "the burst went past the eager limit unwatched"
+        );
+        // Unwatched at every refill, this was one per wave that found no
+        // idle thread (most of the 200); a 20 ms grace leaves a few, even
+        // with a loaded machine stretching the burst.
+        assert!(watched <= 40, "watched {watched} times in 200 waves");
+        assert!(
+            eventually(|| !pool.inner().is_monitored()),
+            "an idle pool stays on the monitor's list"
+        );
     }
 
     /// A tick the monitor makes on its own (a start that exited threads put

@@ -23,8 +23,11 @@
 //! thread stuck in a system call, applied to a pool of plain threads.
 //!
 //! The monitor only runs while some pool is watched; a pool stops being
-//! watched once its queue is empty or it is at `max_threads` (a shutting
-//! down pool is still watched while queued work waits to run). It costs the
+//! watched once its queue has been empty for `WATCH_GRACE` (20 ms: a burst
+//! of short jobs empties the queue between submits, and re-watching on
+//! every refill cost the submitter a global lock and a wake-up each time)
+//! or it is at `max_threads` (a shutting down pool is still watched while
+//! queued work waits to run). It costs the
 //! hot path nothing: workers bump a per-slot counter under the lock they
 //! already hold.
 
@@ -42,6 +45,11 @@ const MIN_TICK: Duration = Duration::from_micros(100);
 const MAX_TICK: Duration = Duration::from_millis(10);
 /// Ticks with nothing to do before the tick starts doubling.
 const QUIET_TICKS_BEFORE_BACKOFF: u32 = 10;
+/// How long a watched pool stays watched after the monitor last saw work
+/// queued: long enough to span the gaps of a burst of short jobs (whose
+/// queue empties between submits), short enough that an idle pool leaves
+/// the list within a few ticks of the slowest rate.
+pub(crate) const WATCH_GRACE: Duration = Duration::from_millis(20);
 /// A job this long in one run counts as blocked whatever the OS says.
 pub(crate) const LONG_RUNNING: Duration = Duration::from_millis(20);
 /// Where the OS cannot say whether a thread runs: in one job this long.
