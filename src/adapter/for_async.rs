@@ -570,7 +570,8 @@ impl<T> fmt::Debug for ForAsync<T> {
     }
 }
 
-/// The queue of a [`ThreadBound`] thread: calls waiting behind the running one.
+/// The queue of a [`ThreadBound`] thread, unless set: calls waiting behind
+/// the running one.
 const BOUND_QUEUE: usize = 1024;
 
 /// How many threads stuck in abandoned calls a [`ThreadBound`] keeps while a
@@ -875,19 +876,22 @@ pub struct ThreadBound<T> {
     factory: Arc<dyn Fn() -> T + Send + Sync>,
     settings: Settings,
     max_abandoned: usize,
+    /// Calls that may wait behind the running one, on each generation.
+    queue_capacity: usize,
     interrupter: Option<MakeInterrupter<T>>,
 }
 
 /// A fresh generation: a one-thread pool that never replaces its thread
-/// (the adapter does), started on first use.
-fn generation(name: &str) -> Result<Serving, ConfigError> {
+/// (the adapter does), started on first use, whose queue holds
+/// `queue_capacity` calls.
+fn generation(name: &str, queue_capacity: usize) -> Result<Serving, ConfigError> {
     let pool = BlockingPool::builder()
         .name(name)
         .max_threads(1)
         .min_threads(1)
         .max_abandoned(0)
         // One more than calls may use: the reserve.
-        .queue_capacity(BOUND_QUEUE + 1)
+        .queue_capacity(queue_capacity.saturating_add(1))
         .build()?;
     let reserve = pool
         .inner()
@@ -914,6 +918,7 @@ pub struct ThreadBoundBuilder<T> {
     factory: Arc<dyn Fn() -> T + Send + Sync>,
     settings: Settings,
     max_abandoned: usize,
+    queue_capacity: usize,
     interrupter: Option<MakeInterrupter<T>>,
 }
 
@@ -923,6 +928,7 @@ impl<T> fmt::Debug for ThreadBoundBuilder<T> {
             .field("name", &self.name)
             .field("settings", &self.settings)
             .field("max_abandoned", &self.max_abandoned)
+            .field("queue_capacity", &self.queue_capacity)
             .field("interruptible", &self.interrupter.is_some())
             .finish_non_exhaustive()
     }
@@ -960,6 +966,7 @@ impl<T: 'static> ThreadBound<T> {
             name,
             factory: Arc::new(factory),
             max_abandoned: DEFAULT_BOUND_ABANDONED,
+            queue_capacity: BOUND_QUEUE,
             interrupter: None,
         }
     }
@@ -970,9 +977,11 @@ impl<T: 'static> ThreadBoundBuilder<T> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::BadName`] if the name cannot name a thread.
+    /// [`ConfigError::BadName`] if the name cannot name a thread, and
+    /// [`ConfigError::QueueTooLarge`] for a
+    /// [`queue_capacity`](Self::queue_capacity) past a pool's limit.
     pub fn build(self) -> Result<ThreadBound<T>, ConfigError> {
-        let serving = generation(&self.name)?;
+        let serving = generation(&self.name, self.queue_capacity)?;
         let latest = serving.life.pool.clone();
         Ok(ThreadBound {
             core: Arc::new(BoundCore {
@@ -988,6 +997,7 @@ impl<T: 'static> ThreadBoundBuilder<T> {
             factory: self.factory,
             settings: self.settings,
             max_abandoned: self.max_abandoned,
+            queue_capacity: self.queue_capacity,
             interrupter: self.interrupter,
         })
     }
@@ -1013,6 +1023,17 @@ impl<T: 'static> ThreadBoundBuilder<T> {
     /// call returns. The adapter holds at most `1 + n` OS threads.
     pub fn max_abandoned(mut self, n: usize) -> Self {
         self.max_abandoned = n.min(10_000);
+        self
+    }
+
+    /// How many calls may wait behind the running one (default 1024). A
+    /// call made when that many wait is refused at once with a saturation
+    /// error ([`Error::is_saturated`]): a thread-bound call never waits for
+    /// room. Raise it for a resource that many tasks share at once (a
+    /// connection serving thousands of requests in flight); each waiting
+    /// call holds its closure and a few hundred bytes until it runs.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
         self
     }
 
@@ -1111,7 +1132,7 @@ impl<T: 'static> ThreadBound<T> {
         let core = &self.core;
         let mut state = lock_std(&core.state);
         if state.serving.is_none() && !state.closed && state.stuck_threads() <= self.max_abandoned {
-            let serving = generation(&core.name)
+            let serving = generation(&core.name, self.queue_capacity)
                 .expect("a name that built the adapter's first pool builds the next");
             state.latest = serving.life.pool.clone();
             state.serving = Some(serving);

@@ -35,6 +35,15 @@
 //! other thread frees up. A job with a deadline that no thread frees up for
 //! stays queued and times out in the `Queued` phase, like any other.
 //!
+//! A thread finds its own jobs without walking the queue: each worker slot
+//! keeps, in queue order, weak handles to the jobs made on its thread
+//! ([`MadeHere`]), and the oldest one still queued is looked up in the queue
+//! from both ends at once, so finding it costs what removing it from the
+//! `VecDeque` costs anyway (the distance to the nearer end; a nested job is
+//! usually at the back). A scan of the whole queue per help made every
+//! sandwich cost O(jobs in flight): 3.5 µs a sandwich with 100 in flight,
+//! 26 µs with 3,000, 110-150 µs with 10,000.
+//!
 //! Who runs a job is decided when it is taken out of the queue, under the
 //! pool lock, by exactly one thread (a worker's pop or a helper's remove);
 //! that thread records itself as the runner (the worker slot's `job`, or
@@ -44,9 +53,10 @@
 //! be accounted for: the record cannot change while it looks.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use super::state::Status;
 use super::task::{RunsOn, Task};
@@ -207,6 +217,60 @@ impl std::fmt::Debug for Hold {
     }
 }
 
+/// The jobs made on one worker slot's thread and queued, oldest first:
+/// weak handles, so that a job dropped by everyone else is not kept alive
+/// (a `Weak` dropped under the pool lock runs no user code). Entries whose
+/// job has left the queue are dropped as they reach the front, and all at
+/// once when they would otherwise pile up behind a job queued for long.
+#[derive(Default)]
+pub(super) struct MadeHere {
+    jobs: VecDeque<Weak<dyn Task>>,
+    /// Length past which dead entries are swept out (amortised O(1)).
+    sweep_at: usize,
+}
+
+/// Length of a [`MadeHere`] list before its first sweep.
+const FIRST_SWEEP: usize = 64;
+
+/// Records `job`, made on the thread of slot `slot`, as it is queued.
+/// Called under the pool lock, just before the push, so that the list is
+/// in queue order.
+pub(super) fn made_here(shared: &mut Shared, slot: usize, job: &Arc<dyn Task>) {
+    let Some(worker) = shared.workers.get_mut(slot) else {
+        return;
+    };
+    let made = &mut worker.made_here;
+    while made.jobs.front().is_some_and(|w| w.strong_count() == 0) {
+        made.jobs.pop_front();
+    }
+    if made.jobs.len() >= made.sweep_at.max(FIRST_SWEEP) {
+        made.jobs.retain(|w| w.strong_count() > 0);
+        made.sweep_at = 2 * made.jobs.len();
+    }
+    made.jobs.push_back(Arc::downgrade(job));
+}
+
+/// Where `job` is in `queue`, looked for from both ends at once: as many
+/// steps as its distance to the nearer end.
+fn position_of(queue: &VecDeque<Arc<dyn Task>>, job: &Arc<dyn Task>) -> Option<usize> {
+    let target = Arc::as_ptr(job).cast::<()>();
+    let is = |index: usize| std::ptr::eq(Arc::as_ptr(&queue[index]).cast::<()>(), target);
+    let (mut front, mut back) = (0, queue.len());
+    while front < back {
+        back -= 1;
+        if is(back) {
+            return Some(back);
+        }
+        if front < back {
+            if is(front) {
+                return Some(front);
+            }
+            front += 1;
+        }
+    }
+    None
+}
+
 impl Inner {
     /// See [`Waiting::try_help`]: this thread's own jobs first, then, if
     /// `any_job`, any in queue order.
@@ -219,16 +283,35 @@ impl Inner {
         }
         let helpable =
             |job: &Arc<dyn Task>| job.status() == Status::Queued && job.deadline().is_none();
-        let pick = shared
-            .queue
-            .iter()
-            .position(|job| helpable(job) && job.made_on_slot() == Some(slot))
-            .or_else(|| {
-                any_job
-                    .then(|| shared.queue.iter().position(helpable))
-                    .flatten()
-            });
+        // Handles upgraded from `made_here` that may be their jobs' last:
+        // dropped with the lock released.
+        let mut upgraded = Vec::new();
+        let mut own = None;
+        while let Some(weak) = shared.workers[slot].made_here.jobs.front() {
+            let Some(job) = weak.upgrade() else {
+                shared.workers[slot].made_here.jobs.pop_front();
+                continue;
+            };
+            // Queued but not found: a worker took it out and has yet to
+            // start it. Either way it is not this thread's to run.
+            let index = helpable(&job)
+                .then(|| position_of(&shared.queue, &job))
+                .flatten();
+            shared.workers[slot].made_here.jobs.pop_front();
+            upgraded.push(job);
+            if index.is_some() {
+                own = index;
+                break;
+            }
+        }
+        let pick = own.or_else(|| {
+            any_job
+                .then(|| shared.queue.iter().position(helpable))
+                .flatten()
+        });
         let Some(index) = pick else {
+            drop(shared);
+            super::task::drop_quietly(upgraded);
             return false;
         };
         let job = shared
@@ -251,7 +334,7 @@ impl Inner {
         }
         drop(shared);
         // The last `Arc` of a job may drop user values: never under the lock.
-        super::task::drop_quietly((record, job));
+        super::task::drop_quietly((record, job, upgraded));
         true
     }
 }

@@ -199,6 +199,10 @@ struct WorkerSlot {
     waiting: usize,
     /// The jobs this thread runs while it helps, innermost last.
     helping: Vec<Arc<dyn Task>>,
+    /// Jobs made on this slot's thread and queued, in queue order, some
+    /// perhaps no longer queued: where a helping wait finds its own jobs
+    /// without walking the queue (see `help`).
+    made_here: help::MadeHere,
     /// The thread's handle, joined once it has exited (see `reap`).
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -572,6 +576,9 @@ impl Inner {
             return Err(EndedBy::Shutdown);
         }
         let made_on = job.made_on_slot();
+        if let Some(slot) = made_on {
+            help::made_here(&mut shared, slot, &job);
+        }
         shared.queue.push_back(job);
         self.queued.fetch_add(1, Ordering::Relaxed);
         self.find_thread_for_new_job(shared, made_on);
