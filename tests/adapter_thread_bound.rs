@@ -700,3 +700,64 @@ fn another_executor_on_a_plain_thread_gets_calls_deadlines_and_fail_fast_too() {
     );
     gate.open();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_capacity_of_n_lets_n_calls_wait_behind_the_running_one_and_refuses_the_next() {
+    let conn = ThreadBound::builder("tb-capacity", || 0u32)
+        .queue_capacity(3)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let (running_tx, running) = std::sync::mpsc::channel();
+    let g = gate.clone();
+    let first = conn.call(move |n| {
+        running_tx.send(()).unwrap();
+        g.wait(LONG);
+        *n += 1;
+        *n
+    });
+    tokio::task::spawn_blocking(move || running.recv_timeout(LONG))
+        .await
+        .unwrap()
+        .expect("the first call starts");
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            conn.call(|n| {
+                *n += 1;
+                *n
+            })
+        })
+        .collect();
+    let err = conn.call(|n| *n).await.unwrap_err();
+    assert!(err.is_saturated(), "{err}");
+    gate.open();
+    assert_eq!(first.await.unwrap(), 1);
+    let mut seen = Vec::new();
+    for call in waiting {
+        seen.push(call.await.unwrap());
+    }
+    assert_eq!(seen, [2, 3, 4], "the waiting calls ran, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_calls_in_flight_fit_a_queue_made_for_them() {
+    let conn = ThreadBound::builder("tb-many", || 0u64)
+        .queue_capacity(10_000)
+        .build()
+        .unwrap();
+    let calls: Vec<_> = (0..10_000)
+        .map(|_| {
+            conn.call(|n| {
+                *n += 1;
+                *n
+            })
+        })
+        .collect();
+    let mut last = 0;
+    for call in calls {
+        let n = call.await.unwrap();
+        assert_eq!(n, last + 1, "in submission order");
+        last = n;
+    }
+    assert_eq!(last, 10_000);
+}
