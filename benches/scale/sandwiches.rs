@@ -59,8 +59,9 @@ pub(crate) fn bench(c: &mut Criterion) {
                     tokio::spawn(async move {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            let wave: Vec<_> =
-                                (0..n).map(|_| tokio::spawn(sandwich(pool.clone()))).collect();
+                            let wave: Vec<_> = (0..n)
+                                .map(|_| tokio::spawn(sandwich(pool.clone())))
+                                .collect();
                             let all = async {
                                 for task in wave {
                                     black_box(task.await.expect("a sandwich task"));

@@ -129,10 +129,7 @@ pub(crate) fn run(rows: &mut Vec<Row>) {
         POINTS
             .iter()
             .zip(samples)
-            .map(|(&n, s)| Point {
-                n,
-                cost: median(s),
-            })
+            .map(|(&n, s)| Point { n, cost: median(s) })
             .collect()
     };
     for (a, name) in ["ForAsync", "ThreadBound"].into_iter().enumerate() {

@@ -104,8 +104,14 @@ pub(crate) fn run(rows: &mut Vec<Row>) {
             w.push(us(start.elapsed()) / total as f64);
             c.push((cpu_ns() - cpu_before) as f64 / 1e3 / total as f64);
         }
-        wall.push(Point { n, cost: median(&w) });
-        cpu.push(Point { n, cost: median(&c) });
+        wall.push(Point {
+            n,
+            cost: median(&w),
+        });
+        cpu.push(Point {
+            n,
+            cost: median(&c),
+        });
     }
     rows.push(curve_row(
         "sandwiches: async → sync → async in flight, 4 threads, wall per sandwich (µs)",
