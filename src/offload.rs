@@ -146,20 +146,15 @@ impl<T: Send + 'static> Offload<T> {
         let runtime = crate::caller_runtime::CallerRuntime::current();
         let site = CallSite {
             called_at,
-            deadline,
+            deadline_after: CallSite::encode_deadline(called_at, deadline),
             location,
             runtime,
-            made_on_slot: crate::pool::current_slot_in(pool),
+            made_on_slot: crate::pool::current_slot_in(pool)
+                .and_then(|slot| u32::try_from(slot).ok()),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         };
-        let job = Arc::new(Job::new(
-            func,
-            pool.name().clone(),
-            pool.interrupt_stats.clone(),
-            site,
-            false,
-        ));
+        let job = Arc::new(Job::new(func, pool.interrupt_stats.clone(), site, false));
         let deadline = match deadline {
             None => None,
             // Passed already (a zero timeout, a deadline in the past): refused

@@ -68,10 +68,6 @@
 //! on a tokio oneshot. Progress goes to stderr, the table to stdout as
 //! Markdown.
 
-// Until every curve module uses them, the curve helpers are allowed to be
-// dead (the skeleton commit); removed once the curves land.
-#![allow(dead_code)]
-
 #[path = "../../benches/support/fixtures.rs"]
 mod fixtures;
 

@@ -384,22 +384,16 @@ impl BlockingPool {
         });
         let site = CallSite {
             called_at,
-            deadline: None,
+            deadline_after: 0,
             location,
             // Nobody waits for a detached job, so nothing keeps the
             // caller's runtime running for it: it uses the bridge.
             runtime: None,
-            made_on_slot: current_slot_in(&inner),
+            made_on_slot: current_slot_in(&inner).and_then(|slot| u32::try_from(slot).ok()),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         };
-        let job = Arc::new(Job::new(
-            func,
-            inner.config.name.clone(),
-            inner.interrupt_stats.clone(),
-            site,
-            true,
-        ));
+        let job = Arc::new(Job::new(func, inner.interrupt_stats.clone(), site, true));
         match inner.admission.clone().try_acquire_owned() {
             Ok(permit) => {
                 job.set_permit(permit);
@@ -561,10 +555,6 @@ where
 }
 
 impl Inner {
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.config.name
-    }
-
     /// Queues a job that holds a permit, waking or starting a thread for it.
     /// On refusal the job was never queued and its permit is released.
     pub(crate) fn submit(self: &Arc<Self>, job: Arc<dyn Task>) -> Result<(), EndedBy> {

@@ -55,16 +55,45 @@ pub(crate) enum Status {
 
 pub(crate) struct JobCore<F, T> {
     state: AtomicU8,
-    func: Mutex<Option<F>>,
-    result: Mutex<Option<T>>,
+    /// The closure until it is taken, then the value once published: one
+    /// slot, since a job never holds both (one lock less in every job).
+    slot: Mutex<Slot<F, T>>,
+}
+
+/// What a job's slot holds; only the winner of the state's CAS touches it.
+enum Slot<F, T> {
+    Func(F),
+    Value(T),
+    Empty,
+}
+
+impl<F, T> Slot<F, T> {
+    fn take_func(&mut self) -> Option<F> {
+        match std::mem::replace(self, Slot::Empty) {
+            Slot::Func(func) => Some(func),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    fn take_value(&mut self) -> Option<T> {
+        match std::mem::replace(self, Slot::Empty) {
+            Slot::Value(value) => Some(value),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
 }
 
 impl<F, T> JobCore<F, T> {
     pub(crate) fn new(func: F) -> Self {
         JobCore {
             state: AtomicU8::new(QUEUED),
-            func: Mutex::new(Some(func)),
-            result: Mutex::new(None),
+            slot: Mutex::new(Slot::Func(func)),
         }
     }
 
@@ -83,7 +112,7 @@ impl<F, T> JobCore<F, T> {
         self.state
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
-        let func = lock(&self.func).take();
+        let func = lock(&self.slot).take_func();
         debug_assert!(func.is_some(), "the start CAS winner owns the closure");
         func
     }
@@ -100,7 +129,7 @@ impl<F, T> JobCore<F, T> {
             .state
             .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Ok(lock(&self.func).take()),
+            Ok(_) => Ok(lock(&self.slot).take_func()),
             Err(now) => Err(decode(now)),
         }
     }
@@ -128,7 +157,7 @@ impl<F, T> JobCore<F, T> {
         if !claimed {
             return Err(value);
         }
-        *lock(&self.result) = Some(value);
+        *lock(&self.slot) = Slot::Value(value);
         self.state.store(DONE, Ordering::Release);
         Ok(())
     }
@@ -138,7 +167,7 @@ impl<F, T> JobCore<F, T> {
         if self.state.load(Ordering::Acquire) != DONE {
             return None;
         }
-        lock(&self.result).take()
+        lock(&self.slot).take_value()
     }
 
     /// True once the job was cancelled or abandoned, by anyone.
