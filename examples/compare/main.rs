@@ -5,7 +5,7 @@
 //! cargo run --release --example compare
 //! ```
 //!
-//! It takes about 45 s on 2 cores. The machine it was written for is
+//! It takes about 75 s on 2 cores. The machine it was written for is
 //! shared and noisy, so only ratios measured side by side mean anything:
 //! every scenario runs its contenders interleaved (A B C A B C ..., the
 //! order rotated each rep) and reports the median over several reps. Async
