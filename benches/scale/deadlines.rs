@@ -16,7 +16,6 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use colorseam::BlockingPool;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
@@ -54,19 +53,7 @@ async fn work(
 }
 
 fn colorseam_round(rt: &Runtime, n: usize) -> Duration {
-    let pool = BlockingPool::builder()
-        .name("bench-deadlines")
-        .max_threads(1)
-        .queue_capacity(n + 1)
-        .build()
-        .expect("a valid pool");
-    let (open, gate) = mpsc::channel::<()>();
-    let (held_tx, held) = mpsc::channel::<()>();
-    let gate_call = pool.offload(move || {
-        let _ = held_tx.send(());
-        let _ = gate.recv();
-    });
-    held.recv().expect("the gate job holds the pool's thread");
+    let (pool, open, gate_call) = crate::curves::gated_pool("bench-deadlines", n);
     let submitter = pool.clone();
     let took = rt.block_on(async move {
         tokio::spawn(async move {

@@ -10,6 +10,10 @@
 
 use criterion::{criterion_group, criterion_main};
 
+// The loads of the cost curves, shared with `examples/compare`.
+#[path = "../support/curves.rs"]
+mod curves;
+
 mod adapters;
 mod callers;
 mod deadlines;

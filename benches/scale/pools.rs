@@ -33,29 +33,12 @@ fn runtime() -> Runtime {
 
 /// `n` pools, each having run a few offloads at once.
 fn pools(rt: &Runtime, n: usize) -> Vec<BlockingPool> {
-    let pools: Vec<BlockingPool> = (0..n)
-        .map(|i| {
-            BlockingPool::builder()
-                .name(format!("bench-pool-{i}"))
-                .max_threads(8)
-                .build()
-                .expect("a valid pool")
-        })
-        .collect();
+    let pools = crate::curves::pools_named("bench-pool", n);
     let warm = pools.clone();
     rt.block_on(async move {
-        tokio::spawn(async move {
-            for pool in &warm {
-                let calls: Vec<_> = (0..3)
-                    .map(|_| pool.offload(|| std::thread::sleep(Duration::from_micros(200))))
-                    .collect();
-                for call in calls {
-                    call.await.expect("a warm-up offload");
-                }
-            }
-        })
-        .await
-        .expect("the warm-up task")
+        tokio::spawn(crate::curves::warm(warm))
+            .await
+            .expect("the warm-up task")
     });
     pools
 }

@@ -18,21 +18,6 @@ const POINTS: [usize; 4] = [1, 100, 1_000, 10_000];
 const THREADS: usize = 4;
 const WAVE_LIMIT: Duration = Duration::from_secs(30);
 
-async fn sandwich(pool: BlockingPool) -> u64 {
-    let inner = pool.clone();
-    pool.offload(move || {
-        colorseam::block_on(async move {
-            inner
-                .offload(|| black_box(1u64))
-                .await
-                .expect("the nested offload")
-        })
-        .expect("block_on on a pool thread")
-    })
-    .await
-    .expect("the outer offload")
-}
-
 pub(crate) fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -60,7 +45,12 @@ pub(crate) fn bench(c: &mut Criterion) {
                         let start = Instant::now();
                         for _ in 0..iters {
                             let wave: Vec<_> = (0..n)
-                                .map(|_| tokio::spawn(sandwich(pool.clone())))
+                                .map(|_| {
+                                    let pool = pool.clone();
+                                    tokio::spawn(
+                                        async move { crate::curves::sandwich(&pool).await },
+                                    )
+                                })
                                 .collect();
                             let all = async {
                                 for task in wave {

@@ -26,7 +26,6 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use colorseam::BlockingPool;
 use tokio::runtime::Runtime;
 
 use crate::{Point, Row, cpu_ns, curve_report, curve_row, median, ms, on_worker, percentile};
@@ -92,19 +91,7 @@ async fn released(
 }
 
 fn colorseam_round(rt: &Runtime, n: usize) -> Round {
-    let pool = BlockingPool::builder()
-        .name("compare-deadlines")
-        .max_threads(1)
-        .queue_capacity(n + 1)
-        .build()
-        .expect("a valid pool");
-    let (open, gate) = mpsc::channel::<()>();
-    let (held_tx, held) = mpsc::channel::<()>();
-    let gate_call = pool.offload(move || {
-        let _ = held_tx.send(());
-        let _ = gate.recv();
-    });
-    held.recv().expect("the gate job holds the pool's thread");
+    let (pool, open, gate_call) = crate::curves::gated_pool("compare-deadlines", n);
     let submitter = pool.clone();
     let round = on_worker(rt, async move {
         let cpu_before = cpu_ns();

@@ -70,6 +70,9 @@
 
 #[path = "../../benches/support/fixtures.rs"]
 mod fixtures;
+// The loads of the cost curves, shared with `cargo bench --bench scale`.
+#[path = "../../benches/support/curves.rs"]
+mod curves;
 
 // The cost curves (issue 15): one module each, sharing the helpers and the
 // table of this file.

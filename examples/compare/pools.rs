@@ -81,26 +81,8 @@ impl Rng {
 /// `n` pools, each having run a few offloads at once (so its eager
 /// threads, two on two cores, exist).
 pub(crate) fn pools(rt: &tokio::runtime::Runtime, n: usize) -> Vec<BlockingPool> {
-    let pools: Vec<BlockingPool> = (0..n)
-        .map(|i| {
-            BlockingPool::builder()
-                .name(format!("curve-pool-{i}"))
-                .max_threads(8)
-                .build()
-                .expect("a valid pool")
-        })
-        .collect();
-    let warm = pools.clone();
-    on_worker(rt, async move {
-        for pool in &warm {
-            let calls: Vec<_> = (0..3)
-                .map(|_| pool.offload(|| std::thread::sleep(Duration::from_micros(200))))
-                .collect();
-            for call in calls {
-                call.await.expect("a warm-up offload");
-            }
-        }
-    });
+    let pools = crate::curves::pools_named("curve-pool", n);
+    on_worker(rt, crate::curves::warm(pools.clone()));
     pools
 }
 

@@ -41,22 +41,6 @@ pub(crate) fn pool(in_flight: usize) -> BlockingPool {
         .expect("a valid pool")
 }
 
-/// One async → sync → async call.
-pub(crate) async fn sandwich(pool: &BlockingPool) -> u64 {
-    let inner = pool.clone();
-    pool.offload(move || {
-        colorseam::block_on(async move {
-            inner
-                .offload(|| black_box(1u64))
-                .await
-                .expect("the nested offload")
-        })
-        .expect("block_on on a pool thread")
-    })
-    .await
-    .expect("the outer offload")
-}
-
 /// `in_flight` tasks making `per_task` sandwiches each, one after another;
 /// panics if they have not all finished within [`POINT_LIMIT`].
 pub(crate) async fn sandwiches(pool: BlockingPool, in_flight: usize, per_task: usize) {
@@ -65,7 +49,7 @@ pub(crate) async fn sandwiches(pool: BlockingPool, in_flight: usize, per_task: u
             let pool = pool.clone();
             tokio::spawn(async move {
                 for _ in 0..per_task {
-                    black_box(sandwich(&pool).await);
+                    black_box(crate::curves::sandwich(&pool).await);
                 }
             })
         })
