@@ -254,7 +254,8 @@ impl JobContext {
         OnCancel { entry }
     }
 
-    /// The call's deadline, if it has one.
+    /// The call's deadline, if it has one (one more than 584 years after
+    /// the call reads as 584 years after it).
     pub fn deadline(&self) -> Option<Instant> {
         self.info.deadline()
     }

@@ -313,7 +313,14 @@ impl Interrupts {
 
     /// See `JobContext::on_cancel`: an interrupter claimed by the job itself.
     pub(crate) fn fired_early(&self) {
-        if let Slot::Used(registry) = &mut *lock(&self.slot) {
+        let mut slot = lock(&self.slot);
+        // Called only after `register` returned `Armed`, which leaves the
+        // registry made for good.
+        debug_assert!(
+            matches!(*slot, Slot::Used(_)),
+            "fired_early before any registration"
+        );
+        if let Slot::Used(registry) = &mut *slot {
             registry.sent += 1;
             registry.fired_early = true;
         }
@@ -550,8 +557,14 @@ mod loom_models {
             let canceller = {
                 let (interrupts, stats) = (interrupts.clone(), stats.clone());
                 loom::thread::spawn(move || {
-                    for entry in interrupts.cancel(&stats).0 {
+                    // As the interrupt threads do: the job is marked fired
+                    // when one of its interrupters starts.
+                    let (claimed, fired) = interrupts.cancel(&stats);
+                    for entry in claimed {
                         if claim(&*entry) {
+                            if let Some(fired) = &fired {
+                                fired.store(true, std::sync::atomic::Ordering::Release);
+                            }
                             run_claimed(&*entry, &stats);
                         }
                     }
@@ -574,6 +587,56 @@ mod loom_models {
                 disarm(&*entry);
             }
             assert_eq!(runs.load(Ordering::SeqCst), 1);
+            // Whichever made the registry (the registration or the
+            // cancellation of an untouched job), it is counted once and
+            // the close reports it ran.
+            assert_eq!(interrupts.sent(), 1, "sent once");
+            assert!(interrupts.close(), "the close reports the run");
+        });
+    }
+
+    /// Invariant: an interrupter registered while the closure of a job that
+    /// never registered one returns (an untouched registry closed without
+    /// an allocation) never runs, is dropped exactly once, and a later
+    /// cancellation finds nothing to claim.
+    #[test]
+    fn loom_registration_vs_close_of_an_untouched_job_never_runs_and_drops_once() {
+        struct CountDrop(Arc<AtomicUsize>);
+        impl Drop for CountDrop {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        loom::model(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let drops = Arc::new(AtomicUsize::new(0));
+            let interrupts = Arc::new(Interrupts::new());
+            let closer = {
+                let interrupts = interrupts.clone();
+                loom::thread::spawn(move || interrupts.close())
+            };
+            let (token, r) = (CountDrop(drops.clone()), runs.clone());
+            let registered = interrupts.register(move || {
+                let _token = &token;
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            assert!(!closer.join().unwrap(), "nothing ran");
+            match registered {
+                Registered::Armed(entry) => {
+                    disarm(&*entry);
+                    drop(entry);
+                }
+                Registered::Closed => {}
+                Registered::RunNow(..) => panic!("nothing was cancelled"),
+            }
+            let stats = Arc::new(Stats::new("loom".into()));
+            let (claimed, fired) = interrupts.cancel(&stats);
+            assert!(
+                claimed.is_empty() && fired.is_none(),
+                "closed: nothing to claim"
+            );
+            assert_eq!(runs.load(Ordering::SeqCst), 0, "never ran");
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped once");
         });
     }
 }

@@ -11,10 +11,10 @@
 //!
 //! Every transition is a single compare-and-swap, so exactly one party wins
 //! each race: a job is either started or cancelled, never both; a running job
-//! is either completed or abandoned, never both. The closure and the result
-//! live in slots that only the CAS winner touches, which is what makes "the
-//! closure runs at most once" and "the value is delivered or dropped exactly
-//! once" hold. `COMPLETING` exists so the worker can store the value *after*
+//! is either completed or abandoned, never both. The closure, and later the
+//! result, live in one slot that only the CAS winner touches, which is what
+//! makes "the closure runs at most once" and "the value is delivered or
+//! dropped exactly once" hold. `COMPLETING` exists so the worker can store the value *after*
 //! winning the race with abandonment, and readers only look at the slot once
 //! `DONE` is published.
 
@@ -157,7 +157,14 @@ impl<F, T> JobCore<F, T> {
         if !claimed {
             return Err(value);
         }
-        *lock(&self.slot) = Slot::Value(value);
+        let mut slot = lock(&self.slot);
+        // The start took the closure out: nothing else is overwritten here.
+        debug_assert!(
+            matches!(*slot, Slot::Empty),
+            "completing a job whose slot is full"
+        );
+        *slot = Slot::Value(value);
+        drop(slot);
         self.state.store(DONE, Ordering::Release);
         Ok(())
     }

@@ -32,7 +32,10 @@ pub(crate) struct CallSite {
     /// The deadline as nanoseconds after `called_at`, 0 for none (a call
     /// is never made with a deadline at or before its start: that one is
     /// timed out before it is queued). Not an `Option<Instant>`: 8 bytes
-    /// less in every queued job. See [`CallSite::deadline`].
+    /// less in every queued job. Exact up to 584 years after the call; a
+    /// later deadline reads as 584 years (`JobContext::deadline`; the
+    /// offload itself keeps the caller's `Instant`). See
+    /// [`CallSite::deadline`].
     pub(crate) deadline_after: u64,
     pub(crate) location: &'static Location<'static>,
     /// The runtime of the async caller: entered around the closure and
@@ -433,7 +436,8 @@ pub(crate) fn drop_quietly<V>(value: V) {
     }
 }
 
-#[cfg(test)]
+// Not under loom, whose primitives are larger.
+#[cfg(all(test, not(colorseam_loom)))]
 mod tests {
     /// What every queued job carries inline, beside its closure: the
     /// heap cost of a deep queue (`compare`'s memory row: 250 bytes per
